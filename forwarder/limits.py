@@ -1,0 +1,213 @@
+"""The rules Amazon Personalize's PutEvents applies to a request, in one place.
+
+botocore checks only required fields, types and minimums; the service rejects everything else
+with ``InvalidInputException``. The forwarder checks each decoded event with :func:`check_event`
+before sending it, and the emulator checks each request with :func:`check_request`, so the two
+agree by construction and the tests of either side exercise the same rules.
+
+Every function returns ``None`` when the input is acceptable, or a message that starts with the
+dotted path of the offending field (``eventList[2].recommendationId: ...``), which is what a user
+needs to find the problem in their own data.
+
+Lengths are counted in Unicode code points, as the service's model (Smithy ``@length``) counts them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+MAX_EVENTS_PER_CALL: Final = 10
+MAX_ID_LENGTH: Final = 256  # trackingId, userId, sessionId, eventId, eventType, itemId, impression ids
+MAX_RECOMMENDATION_ID_LENGTH: Final = 40
+MAX_PROPERTIES_LENGTH: Final = 1024
+MAX_IMPRESSIONS: Final = 25
+MAX_IMPRESSION_TOTAL_LENGTH: Final = 1000  # the service stores impressions joined by "|"
+MAX_ATTRIBUTION_SOURCE_LENGTH: Final = 1024
+MAX_EVENT_BYTES: Final = 10 * 1024
+# Epoch seconds of 9999-12-31T23:59:59Z: the service's timestamps are calendar dates.
+MAX_SENT_AT: Final = 253402300799.0
+RESERVED_PROPERTY_KEYS: Final = frozenset(
+    {"userid", "sessionid", "eventtype", "timestamp", "recommendationid", "impression"}
+)
+
+EVENT_FIELDS: Final = frozenset(
+    {
+        "eventId",
+        "eventType",
+        "eventValue",
+        "itemId",
+        "properties",
+        "sentAt",
+        "recommendationId",
+        "impression",
+        "metricAttribution",
+    }
+)
+REQUEST_FIELDS: Final = frozenset({"trackingId", "userId", "sessionId", "eventList"})
+
+
+def check_string(path: str, value: object, max_length: int, *, required: bool = False) -> str | None:
+    """Check one string field: present if required, a string, 1..max_length code points."""
+    if value is None:
+        return f"{path}: is required" if required else None
+    if not isinstance(value, str):
+        return f"{path}: must be a string, got {type(value).__name__}"
+    if not value:
+        return f"{path}: must not be empty"
+    if len(value) > max_length:
+        return f"{path}: length {len(value)} is more than {max_length}"
+    return None
+
+
+def check_properties(path: str, value: object) -> str | None:
+    """``properties`` is a string of at most 1024 characters holding a JSON object without reserved keys."""
+    problem = check_string(path, value, MAX_PROPERTIES_LENGTH)
+    if problem or value is None:
+        return problem
+    assert isinstance(value, str)
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return f"{path}: Error parsing properties json"
+    if not isinstance(parsed, dict):
+        return f"{path}: must be a JSON object, got {type(parsed).__name__}"
+    reserved = sorted(k for k in parsed if k.lower() in RESERVED_PROPERTY_KEYS)
+    if reserved:
+        return f"{path}: reserved key(s) not allowed: {', '.join(reserved)}"
+    return None
+
+
+def _is_finite(value: float) -> bool:
+    """``math.isfinite``, but False rather than OverflowError for an int beyond a float's range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_sent_at(path: str, value: object) -> str | None:
+    """``sentAt`` is epoch seconds, finite, not negative, before the year 10000."""
+    if value is None:
+        return f"{path}: is required"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{path}: must be a number of epoch seconds, got {type(value).__name__}"
+    if not _is_finite(value) or value < 0 or value > MAX_SENT_AT:
+        return f"{path}: {value!r} is not a timestamp between 1970 and 9999"
+    return None
+
+
+def check_impression(path: str, value: object) -> str | None:
+    """``impression`` is a list of 1..25 item ids of 1..256 characters, at most 1000 characters joined."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return f"{path}: must be a list of item ids, got {type(value).__name__}"
+    if not value:
+        return f"{path}: must hold at least 1 item id"
+    if len(value) > MAX_IMPRESSIONS:
+        return f"{path}: {len(value)} item ids is more than {MAX_IMPRESSIONS}"
+    for i, item in enumerate(value):
+        problem = check_string(f"{path}[{i}]", item, MAX_ID_LENGTH, required=True)
+        if problem:
+            return problem
+    total = sum(len(item) for item in value) + len(value) - 1
+    if total > MAX_IMPRESSION_TOTAL_LENGTH:
+        return f"{path}: {total} characters joined is more than {MAX_IMPRESSION_TOTAL_LENGTH}"
+    return None
+
+
+def check_metric_attribution(path: str, value: object) -> str | None:
+    """``metricAttribution`` is an object with a printable-ASCII, not blank ``eventAttributionSource``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"{path}: must be an object, got {type(value).__name__}"
+    unknown = sorted(set(value) - {"eventAttributionSource"})
+    if unknown:
+        return f"{path}.{unknown[0]}: unknown field"
+    source = value.get("eventAttributionSource")
+    field = f"{path}.eventAttributionSource"
+    if source is None:
+        return f"{field}: is required"
+    if not isinstance(source, str):
+        return f"{field}: must be a string, got {type(source).__name__}"
+    if len(source) > MAX_ATTRIBUTION_SOURCE_LENGTH:
+        return f"{field}: length {len(source)} is more than {MAX_ATTRIBUTION_SOURCE_LENGTH}"
+    # The model's pattern is ^[\x20-\x7E]*[\x21-\x7E]+[\x20-\x7E]*$: printable ASCII with at least one
+    # character that is not a space. Checked without that regex: re backtracks on it in cubic time (2 s for
+    # 1024 characters ending in a bad one) and its "$" would let a trailing newline through.
+    if not (source.isascii() and source.isprintable() and source.strip(" ")):
+        return f"{field}: must be printable ASCII and not blank"
+    return None
+
+
+def check_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
+    """Check one event of ``eventList`` in its wire form (sentAt a number, properties a string).
+
+    The size limit is checked apart, by :func:`check_event_size`, because callers that already hold
+    the encoded event should not encode it twice.
+    """
+    unknown = sorted(set(ev) - EVENT_FIELDS)
+    if unknown:
+        return f"{path}.{unknown[0]}: unknown field"
+    problem = (
+        check_string(f"{path}.eventType", ev.get("eventType"), MAX_ID_LENGTH, required=True)
+        or check_sent_at(f"{path}.sentAt", ev.get("sentAt"))
+        or check_string(f"{path}.eventId", ev.get("eventId"), MAX_ID_LENGTH)
+        or check_string(f"{path}.itemId", ev.get("itemId"), MAX_ID_LENGTH)
+        or check_string(f"{path}.recommendationId", ev.get("recommendationId"), MAX_RECOMMENDATION_ID_LENGTH)
+        or check_properties(f"{path}.properties", ev.get("properties"))
+        or check_impression(f"{path}.impression", ev.get("impression"))
+        or check_metric_attribution(f"{path}.metricAttribution", ev.get("metricAttribution"))
+    )
+    if problem:
+        return problem
+    value = ev.get("eventValue")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not _is_finite(value)
+    ):
+        return f"{path}.eventValue: must be a finite number, got {value!r}"
+    return None
+
+
+def check_event_size(path: str, encoded: bytes) -> str | None:
+    """An event, encoded as JSON, may take at most 10 KB."""
+    if len(encoded) > MAX_EVENT_BYTES:
+        return f"{path}: {len(encoded)} bytes is more than the {MAX_EVENT_BYTES} bytes an event may have"
+    return None
+
+
+def check_request(body: object) -> str | None:
+    """Check a whole PutEvents request body as it arrives on the wire."""
+    if not isinstance(body, Mapping):
+        return "request body must be a JSON object"
+    unknown = sorted(set(body) - REQUEST_FIELDS)
+    if unknown:
+        return f"{unknown[0]}: unknown field"
+    problem = (
+        check_string("trackingId", body.get("trackingId"), MAX_ID_LENGTH, required=True)
+        or check_string("sessionId", body.get("sessionId"), MAX_ID_LENGTH, required=True)
+        or check_string("userId", body.get("userId"), MAX_ID_LENGTH)
+    )
+    if problem:
+        return problem
+    events = body.get("eventList")
+    if events is None:
+        return "eventList: is required"
+    if not isinstance(events, list):
+        return f"eventList: must be a list, got {type(events).__name__}"
+    if not events:
+        return "eventList: must hold at least 1 event"
+    if len(events) > MAX_EVENTS_PER_CALL:
+        return f"eventList: {len(events)} events is more than {MAX_EVENTS_PER_CALL}"
+    for i, ev in enumerate(events):
+        if not isinstance(ev, Mapping):
+            return f"eventList[{i}]: must be an object"
+        problem = check_event(ev, f"eventList[{i}]") or check_event_size(f"eventList[{i}]", orjson.dumps(ev))
+        if problem:
+            return problem
+    return None
