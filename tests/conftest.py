@@ -1,0 +1,106 @@
+"""Where the tests get a real Kafka broker, in this order:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (a broker someone else runs; left running);
+2. testcontainers' Kafka container, if a Docker engine answers;
+3. otherwise ``scripts/kafka-local`` starts Apache Kafka on the JVM (port ``KAFKA_TEST_PORT``, default
+   19092, a fresh data directory) and stops it by its pid when the session ends.
+
+There is no mock Kafka in the integration tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A broker for the test session; ``script_env`` is set when ``scripts/kafka-local`` runs it."""
+
+    bootstrap: str
+    script_env: dict[str, str] | None = None
+
+    def restart(self) -> None:
+        """Stop and start the script-run broker on the same data directory (for fault tests)."""
+        assert self.script_env is not None, "only a broker started by scripts/kafka-local can be restarted"
+        _script("stop", self.script_env)
+        _script("start", self.script_env)
+
+
+def _script(command: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [str(REPO / "scripts" / "kafka-local"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/kafka-local {command} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip()
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return (
+            subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    """A real Kafka broker for the whole test session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield Broker(external)
+        return
+    if os.environ.get("FORWARDER_TEST_DOCKER", "auto") != "off" and _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415 - only where Docker exists
+
+        with KafkaContainer("apache/kafka:4.1.1") as container:
+            yield Broker(container.get_bootstrap_server())
+        return
+    port = os.environ.get("KAFKA_TEST_PORT", "19092")
+    data = REPO / ".local" / f"kafka-test-{port}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {
+        **os.environ,
+        "KAFKA_PORT": port,
+        "KAFKA_DATA_DIR": str(data),
+        "KAFKA_SASL_PORT": os.environ.get("KAFKA_TEST_SASL_PORT", str(int(port) + 2)),
+        "PYTHON": sys.executable,
+    }
+    bootstrap = _script("start", env).splitlines()[-1]
+    try:
+        yield Broker(bootstrap, env)
+    finally:
+        with contextlib.suppress(Exception):
+            _script("stop", env)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: Broker) -> str:
+    """The bootstrap address of the session's broker."""
+    return broker.bootstrap
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    """A per-test directory for configs, logs and record files."""
+    return tmp_path
