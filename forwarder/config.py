@@ -1,0 +1,351 @@
+"""Configuration: one pydantic schema, read from YAML, every key overridable from the environment.
+
+Contract:
+- :func:`load_config` returns a validated :class:`Config` or raises :class:`ConfigError` whose
+  ``problems`` list names every bad key by its dotted path (``kafka.topics: ...``). Unknown keys are
+  errors, at every level but the librdkafka pass-through maps (``kafka.client``, ``dead_letter.producer``),
+  which librdkafka itself checks when the client is created.
+- An environment variable ``FORWARDER__SECTION__KEY`` (``__`` between levels, case-insensitive) overrides
+  the YAML value at ``section.key``. Inside ``kafka.client`` and ``dead_letter.producer`` the key's ``_``
+  stand for librdkafka's ``.`` (``FORWARDER__KAFKA__CLIENT__SASL_PASSWORD`` sets ``sasl.password``), since
+  no librdkafka property has an underscore. Values starting with ``[`` or ``{`` are parsed as YAML.
+- Secrets (SASL passwords, keys) belong in the environment, not in the file; AWS credentials come from
+  boto3's default chain and never appear here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "FORWARDER__"
+PASSTHROUGH_PATHS = {("kafka", "client"), ("dead_letter", "producer")}
+# librdkafka properties the forwarder sets itself: a user value would break the commit rule.
+RESERVED_CLIENT_KEYS = frozenset(
+    {
+        "group.id",
+        "bootstrap.servers",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "on_commit",
+        "error_cb",
+        "stats_cb",
+    }
+)
+CLASSIC_ONLY_CLIENT_KEYS = frozenset(
+    {"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy", "group.protocol.type"}
+)
+SECRET_MARKERS = ("password", "secret", "token", "key")
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; ``problems`` holds one line per bad key, by dotted path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class KafkaConfig(_Section):
+    """Where to read from, as which consumer group."""
+
+    bootstrap_servers: NonEmptyStr = Field(description="Kafka bootstrap servers, `host:port[,host:port]`.")
+    topics: list[NonEmptyStr] = Field(
+        min_length=1, description="Topics to consume (a comma-separated string is accepted)."
+    )
+    group_id: NonEmptyStr = Field(
+        default="forwarder", description="Consumer group; replicas with the same group share the partitions."
+    )
+    group_protocol: Literal["classic", "consumer"] = Field(
+        default="classic",
+        description="`classic` with the cooperative-sticky assignor, or `consumer` (KIP-848, Kafka 4+).",
+    )
+    client: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties for the consumer and the dead-letter producer "
+        "(TLS, SASL...).",
+    )
+    poll_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Most messages taken from the client per poll."
+    )
+    commit_interval_ms: int = Field(
+        default=1000, ge=10, description="How often finished offsets are committed (asynchronously)."
+    )
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("client")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_CLIENT_KEYS & set(value))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is set by the forwarder itself; use the named setting")
+        return value
+
+    @model_validator(mode="after")
+    def _protocol_properties(self) -> KafkaConfig:
+        if self.group_protocol == "consumer":
+            classic_only = sorted(CLASSIC_ONLY_CLIENT_KEYS & set(self.client))
+            if classic_only:
+                raise ValueError(
+                    f"client: {', '.join(classic_only)} cannot be set with group_protocol consumer "
+                    "(the broker decides them under KIP-848); remove them or use classic"
+                )
+        return self
+
+
+class PersonalizeConfig(_Section):
+    """Where events go."""
+
+    tracking_id: NonEmptyStr = Field(
+        max_length=256, description="Event tracker's tracking id; a message's own `trackingId` overrides it."
+    )
+    region: NonEmptyStr | None = Field(
+        default=None, description="AWS region; by default boto3's (AWS_REGION, profile...)."
+    )
+    endpoint_url: NonEmptyStr | None = Field(
+        default=None, description="Endpoint override, e.g. the local emulator `http://127.0.0.1:8080`."
+    )
+    transport: Literal["boto3", "fast"] = Field(
+        default="boto3",
+        description="`boto3`: client.put_events in threads. `fast`: the same request signed with "
+        "botocore's SigV4 and sent with aiohttp.",
+    )
+    max_in_flight: int = Field(default=64, ge=1, le=1024, description="Most PutEvents calls at once.")
+    request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one PutEvents call.")
+
+
+class BatchingConfig(_Section):
+    """How events of one session are grouped into calls."""
+
+    max_events: int = Field(default=10, ge=1, le=10, description="Events per PutEvents call (at most 10).")
+    linger_ms: int = Field(
+        default=200,
+        ge=0,
+        le=600_000,
+        description="Longest an event waits for more events of its session before its batch is sent.",
+    )
+
+
+class RetryConfig(_Section):
+    """Retries of throttled, failed (5xx) and timed-out calls: exponential backoff with full jitter."""
+
+    max_attempts: int = Field(default=8, ge=1, description="Attempts per batch, the first included.")
+    max_elapsed_s: float = Field(default=120.0, gt=0, description="Longest time spent on one batch.")
+    initial_backoff_ms: int = Field(default=100, ge=1, description="Backoff ceiling of the first retry.")
+    max_backoff_ms: int = Field(default=20_000, ge=1, description="Largest backoff between two attempts.")
+    on_exhausted: Literal["dead_letter", "block"] = Field(
+        default="dead_letter",
+        description="When retries run out: dead-letter the batch (stage retry_exhausted), or keep "
+        "retrying it forever, holding its partition's commits.",
+    )
+    outage_retry_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="While the service answers ResourceNotFound/AccessDenied, how often to try again.",
+    )
+
+
+class DeadLetterConfig(_Section):
+    """Where messages that cannot be delivered go, with the reason in their headers."""
+
+    topic: NonEmptyStr = Field(description="Dead-letter topic.")
+    producer: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra librdkafka properties for the dead-letter producer only."
+    )
+
+
+class MappingFields(_Section):
+    """Where each PutEvents field is found in a message: a dotted path (`context.session.id`)."""
+
+    trackingId: str | None = None
+    userId: str | None = None
+    sessionId: str | None = None
+    eventType: str | None = None
+    eventId: str | None = None
+    eventValue: str | None = None
+    itemId: str | None = None
+    sentAt: str | None = None
+    properties: str | None = None
+    impression: str | None = None
+    recommendationId: str | None = None
+    eventAttributionSource: str | None = None
+
+
+class MappingConfig(_Section):
+    """How a message's own schema maps onto PutEvents' field names."""
+
+    fields: MappingFields = Field(
+        default_factory=MappingFields,
+        description="PutEvents field → dotted path in the message; unset fields use their own name.",
+    )
+    event_type: NonEmptyStr | None = Field(
+        default=None, description="A constant eventType for every message (overrides the field)."
+    )
+    sent_at_unit: Literal["auto", "s", "ms"] = Field(
+        default="auto",
+        description="Unit of numeric sentAt. `auto` takes seconds or milliseconds, whichever gives a "
+        "time between 2000 and 2100, and rejects others.",
+    )
+    impression_separator: str = Field(
+        default="|", min_length=1, description="Separator when impression is one string of ids."
+    )
+
+
+class LimitsConfig(_Section):
+    """Memory bounds."""
+
+    max_buffered_events: int = Field(
+        default=20_000,
+        ge=10,
+        description="Buffered + in-flight events above which consumption pauses (it resumes below half).",
+    )
+
+
+class ShutdownConfig(_Section):
+    """Graceful stop."""
+
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for in-flight calls and flushes on stop or revoke."
+    )
+
+
+class ObservabilityConfig(_Section):
+    """Metrics and probes."""
+
+    port: int | None = Field(
+        default=9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; null disables."
+    )
+    host: str = Field(default="0.0.0.0", description="Address the metrics server binds.")
+
+
+class LoggingConfig(_Section):
+    """Logs."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object a line.")
+    include_payloads: bool = Field(
+        default=False, description="Put message bodies in log lines (off: they may hold personal data)."
+    )
+
+
+class Config(_Section):
+    """The whole configuration of one forwarder replica."""
+
+    kafka: KafkaConfig
+    personalize: PersonalizeConfig
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    dead_letter: DeadLetterConfig
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:
+    overrides: list[tuple[list[str], object]] = []
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if len(parts) >= 3 and tuple(parts[:2]) in PASSTHROUGH_PATHS:
+            parts = [*parts[:2], ".".join(parts[2:]).replace("_", ".")]
+        value: object = raw
+        if raw[:1] in ("[", "{"):
+            value = yaml.safe_load(raw)
+        overrides.append((parts, value))
+    return overrides
+
+
+def _apply(data: dict[str, Any], path: list[str], value: object) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve_case(parts: list[str]) -> list[str]:
+    """Environment names are case-insensitive; map each part onto the schema's own spelling (userId)."""
+    model: Any = Config
+    out: list[str] = []
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not fields:
+            out.append(part)
+            model = None
+            continue
+        name = next((f for f in fields if f.lower() == part), part)
+        out.append(name)
+        annotation = fields[name].annotation if name in fields else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return out
+
+
+def parse_config(data: object, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a mapping (already read from YAML) with environment overrides applied on top."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): must be a mapping of sections, got {type(data).__name__}"])
+    merged: dict[str, Any] = dict(data)
+    for path, value in _env_overrides(os.environ if environ is None else environ):
+        _apply(merged, _resolve_case(path), value)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _location(err["loc"]) or "(top level)"
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{where}: {message}")
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge with the environment, and validate a YAML configuration file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse_config(data, environ)
+
+
+def redact(props: Mapping[str, object]) -> dict[str, object]:
+    """A copy of librdkafka properties safe to log: secret-looking values replaced by ``***``."""
+    return {k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in props.items()}

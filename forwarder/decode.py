@@ -1,0 +1,252 @@
+"""Decode: one Kafka message → one PutEvents event, or a reason it cannot be one.
+
+Contract: :meth:`Decoder.decode` never raises for any message content. It returns an :class:`Event`
+that already satisfies every PutEvents limit (checked with :mod:`forwarder.limits` before anything is
+sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON object) or ``validate``
+(a field is missing or breaks a limit) and a message that names the field.
+
+The event keeps a reference to its message: the dead-letter stage needs the original key, value,
+headers and timestamp, and the offset tracker needs its partition and offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
+
+import orjson
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from forwarder import limits
+from forwarder.config import MappingConfig
+from forwarder.offsets import PartitionOffsets
+
+# `auto` sentAt: the unit that puts the time between these two is the one the producer meant.
+_PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z
+_PLAUSIBLE_TO: Final = 4102444800.0  # 2100-01-01T00:00:00Z
+
+STAGE_DECODE: Final = "decode"
+STAGE_VALIDATE: Final = "validate"
+
+
+class SessionKey(NamedTuple):
+    """What one PutEvents call is about: at most one tracking id, user and session per call."""
+
+    tracking_id: str
+    user_id: str | None
+    session_id: str
+
+
+@dataclass(slots=True, eq=False)
+class Event:
+    """A decoded, valid event, with the message it came from."""
+
+    key: SessionKey
+    wire: dict[str, Any]  # the event as it goes into eventList
+    encoded: bytes  # `wire` as compact JSON, for the fast transport and the size limit
+    message: Message
+    both_impression_kinds: bool  # carries an explicit impression list and a recommendationId
+    origin: PartitionOffsets | None = None  # set by the app: where this message's offset is finished
+    arrived: float = 0.0  # set by the batcher: monotonic time it was buffered
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Why a message cannot become an event: its stage, an error class and a message naming the field."""
+
+    stage: str
+    error_class: str
+    message: str
+
+
+class FieldError(ValueError):
+    """A field of the message is missing or invalid; the message starts with the field's name."""
+
+
+def derive_event_id(topic: str, partition: int, offset: int) -> str:
+    """A stable eventId for a message that has none: the same message always gets the same id.
+
+    The service keeps only the first event of an id, so a message delivered twice (after a crash or
+    a rebalance) is not counted twice.
+    """
+    readable = f"{topic}:{partition}:{offset}"
+    if len(readable) <= limits.MAX_ID_LENGTH:
+        return readable
+    return "kafka:" + hashlib.sha256(readable.encode()).hexdigest()
+
+
+def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
+    parts = path.split(".")
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda obj: obj.get(name)
+
+    def get(obj: dict[str, Any]) -> Any:
+        node: Any = obj
+        for part in parts:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return node
+
+    return get
+
+
+def _identifier(field: str, value: Any) -> str | None:
+    """Ids may be strings or integers (numeric user ids are common); floats and bools are mistakes."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise FieldError(f"{field}: must be a string, got {type(value).__name__}")
+
+
+class Decoder:
+    """Turns messages into events according to a :class:`MappingConfig`. Stateless between messages."""
+
+    def __init__(self, mapping: MappingConfig, tracking_id: str) -> None:
+        self._tracking_id = tracking_id
+        self._event_type = mapping.event_type
+        self._unit = mapping.sent_at_unit
+        self._separator = mapping.impression_separator
+        paths = mapping.fields.model_dump()
+        paths.setdefault("eventAttributionSource", None)
+        defaults = {"eventAttributionSource": "metricAttribution.eventAttributionSource"}
+        self._get = {name: _getter(path or defaults.get(name, name)) for name, path in paths.items()}
+
+    def decode(self, message: Message) -> Event | Rejection:
+        """Decode and validate one message. Never raises for bad content."""
+        value = message.value()
+        if value is None:
+            return Rejection(STAGE_DECODE, "Tombstone", "value: is null (a tombstone), not an event")
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            kind = "NotUtf8" if "UTF-8" in str(exc) else "NotJson"
+            return Rejection(STAGE_DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
+        if not isinstance(obj, dict):
+            return Rejection(
+                STAGE_DECODE, "NotAnObject", f"value: must be a JSON object, got {type(obj).__name__}"
+            )
+        try:
+            return self._build(obj, message)
+        except FieldError as exc:
+            return Rejection(STAGE_VALIDATE, "InvalidField", str(exc))
+
+    def _build(self, obj: dict[str, Any], message: Message) -> Event:
+        get = self._get
+        tracking_id = _identifier("trackingId", get["trackingId"](obj)) or self._tracking_id
+        session_id = _identifier("sessionId", get["sessionId"](obj))
+        if session_id is None:
+            raise FieldError("sessionId: is required")
+        user_id = _identifier("userId", get["userId"](obj))
+        event_type = self._event_type or get["eventType"](obj)
+        if event_type is None:
+            raise FieldError("eventType: is required")
+
+        wire: dict[str, Any] = {}
+        event_id = _identifier("eventId", get["eventId"](obj))
+        if event_id is None:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            event_id = derive_event_id(topic or "", partition or 0, offset or 0)
+        wire["eventId"] = event_id
+        wire["eventType"] = event_type
+        wire["sentAt"] = self._sent_at(get["sentAt"](obj), message)
+        item_id = _identifier("itemId", get["itemId"](obj))
+        if item_id is not None:
+            wire["itemId"] = item_id
+        event_value = get["eventValue"](obj)
+        if event_value is not None:
+            wire["eventValue"] = event_value
+        properties = get["properties"](obj)
+        if properties is not None:
+            wire["properties"] = self._properties(properties)
+        impression = get["impression"](obj)
+        if impression is not None:
+            wire["impression"] = self._impression(impression)
+        recommendation_id = get["recommendationId"](obj)
+        if recommendation_id is not None:
+            wire["recommendationId"] = recommendation_id
+        source = get["eventAttributionSource"](obj)
+        if source is not None:
+            wire["metricAttribution"] = {"eventAttributionSource": source}
+
+        problem = (
+            limits.check_string("trackingId", tracking_id, limits.MAX_ID_LENGTH)
+            or limits.check_string("sessionId", session_id, limits.MAX_ID_LENGTH)
+            or limits.check_string("userId", user_id, limits.MAX_ID_LENGTH)
+            or limits.check_event(wire, path="")
+        )
+        if problem:
+            raise FieldError(problem.lstrip("."))
+        encoded = orjson.dumps(wire)
+        problem = limits.check_event_size("event", encoded)
+        if problem:
+            raise FieldError(problem)
+        return Event(
+            key=SessionKey(tracking_id, user_id, session_id),
+            wire=wire,
+            encoded=encoded,
+            message=message,
+            both_impression_kinds="impression" in wire and "recommendationId" in wire,
+        )
+
+    def _sent_at(self, value: Any, message: Message) -> float | int:
+        if value is None:
+            kind, millis = message.timestamp()
+            if kind == TIMESTAMP_NOT_AVAILABLE or millis is None or millis < 0:
+                return round(datetime.now(UTC).timestamp(), 3)
+            return millis / 1000 if millis % 1000 else millis // 1000
+        if isinstance(value, bool):
+            raise FieldError("sentAt: must be epoch seconds, epoch milliseconds or ISO-8601, got bool")
+        if isinstance(value, int | float):
+            return self._numeric_sent_at(value)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise FieldError(f"sentAt: {value[:40]!r} is not ISO-8601 nor a number") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
+            seconds = parsed.timestamp()
+            if seconds < 0:
+                raise FieldError(f"sentAt: {value[:40]!r} is before 1970")
+            return int(seconds) if seconds.is_integer() else seconds
+        raise FieldError(
+            f"sentAt: must be epoch seconds, epoch milliseconds or ISO-8601, got {type(value).__name__}"
+        )
+
+    def _numeric_sent_at(self, value: float) -> float | int:
+        if not math.isfinite(value):
+            raise FieldError(f"sentAt: {value!r} is not a time")
+        if self._unit == "s":
+            return value
+        if self._unit == "ms":
+            return value / 1000 if value % 1000 else int(value) // 1000
+        if _PLAUSIBLE_FROM <= value < _PLAUSIBLE_TO:
+            return value
+        if _PLAUSIBLE_FROM <= value / 1000 < _PLAUSIBLE_TO:
+            return value / 1000 if value % 1000 else int(value) // 1000
+        raise FieldError(
+            f"sentAt: {value!r} is neither epoch seconds nor milliseconds between 2000 and 2100 "
+            "(set mapping.sent_at_unit to accept other times)"
+        )
+
+    @staticmethod
+    def _properties(value: Any) -> Any:
+        if isinstance(value, dict):
+            return orjson.dumps(value).decode()
+        if isinstance(value, str):
+            return value  # already JSON text: sent as the producer wrote it, checked by the limits
+        raise FieldError(f"properties: must be a JSON object or a string of one, got {type(value).__name__}")
+
+    def _impression(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.split(self._separator)
+        if isinstance(value, list):
+            return [_identifier(f"impression[{i}]", item) for i, item in enumerate(value)]
+        raise FieldError(f"impression: must be a list of item ids or one string, got {type(value).__name__}")
