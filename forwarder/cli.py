@@ -1,0 +1,112 @@
+"""Command line: ``forwarder run | check-config | emulator | sample``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from forwarder.config import Config, ConfigError, LoggingConfig, load_config
+
+
+def setup_logging(cfg: LoggingConfig) -> None:
+    """Text or JSON lines on stderr, at the configured level."""
+    handler = logging.StreamHandler(sys.stderr)
+    if cfg.format == "json":
+        from forwarder.logs import JsonFormatter  # noqa: PLC0415 - only when asked for
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(cfg.level)
+    # botocore logs credentials-adjacent detail at DEBUG; keep it quiet unless asked for explicitly.
+    logging.getLogger("botocore").setLevel(max(logging.INFO, root.level))
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    topics = ", ".join(cfg.kafka.topics)
+    print(f"{args.config}: OK (topics {topics} → tracking id {cfg.personalize.tracking_id})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    setup_logging(cfg.logging)
+    from forwarder.app import App  # noqa: PLC0415 - keep `check-config` and `--help` light
+
+    return asyncio.run(App(cfg).run())
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from forwarder.emulator.cli import run  # noqa: PLC0415
+
+    return run(args)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from forwarder.sample import run  # noqa: PLC0415
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``forwarder`` command."""
+    parser = argparse.ArgumentParser(
+        prog="forwarder",
+        description="Deliver user-interaction events from Kafka to Amazon Personalize PutEvents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the forwarder until SIGTERM/SIGINT")
+    run.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    check.set_defaults(func=_cmd_check_config)
+
+    from forwarder.emulator.cli import add_arguments  # noqa: PLC0415
+
+    emulator = sub.add_parser("emulator", help="run the local PutEvents emulator")
+    add_arguments(emulator)
+    emulator.set_defaults(func=_cmd_emulator)
+
+    from forwarder.sample import add_arguments as sample_arguments  # noqa: PLC0415
+
+    sample = sub.add_parser("sample", help="create topics and produce sample interaction events")
+    sample_arguments(sample)
+    sample.set_defaults(func=_cmd_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``forwarder`` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Consume: the Kafka consumer, driven from asyncio through one dedicated thread.
+
+Every call on the librdkafka consumer happens in that one thread (its calls block, and rebalance
+callbacks run inside ``consume``). Rebalance callbacks hand the event to the app's coroutines on the
+event loop and block until they return: on revoke the app flushes and waits for the partitions' work,
+and the positions it returns are committed synchronously *before* the partitions are let go.
+
+Contract:
+- auto commit and auto offset store are off; offsets move only through :meth:`KafkaConsumer.commit`.
+- ``classic`` group protocol uses the ``cooperative-sticky`` assignor; ``consumer`` (KIP-848) lets the
+  broker assign, incrementally as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from forwarder.config import KafkaConfig
+from forwarder.offsets import TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+Partitions = list[TopicPartitionKey]
+
+
+class RebalanceHandler:
+    """What the app does when partitions come and go; coroutines run on the event loop."""
+
+    async def assigned(self, partitions: Partitions) -> None:
+        """Partitions were assigned."""
+
+    async def revoking(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
+        """Partitions are being taken away; finish their work and return positions to commit."""
+        return {}
+
+    async def revoked(self, partitions: Partitions) -> None:
+        """Partitions are gone (after their final commit)."""
+
+    async def lost(self, partitions: Partitions) -> None:
+        """Partitions were lost without a chance to commit (session timeout, fencing)."""
+
+
+def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
+    """librdkafka properties of the consumer: the user's pass-through, then the ones the commit rule needs."""
+    conf: dict[str, Any] = {
+        "auto.offset.reset": "earliest",
+        **cfg.client,
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "group.id": cfg.group_id,
+        "group.protocol": cfg.group_protocol,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    }
+    if cfg.group_protocol == "classic":
+        conf.setdefault("partition.assignment.strategy", "cooperative-sticky")
+    return conf
+
+
+class KafkaConsumer:
+    """An asyncio face on ``confluent_kafka.Consumer``; every call goes through one thread."""
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        handler: RebalanceHandler,
+        loop: asyncio.AbstractEventLoop,
+        rebalance_timeout_s: float,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._handler = handler
+        self._loop = loop
+        self._rebalance_timeout = rebalance_timeout_s
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        conf = consumer_config(cfg)
+        conf["error_cb"] = on_error or self._log_error
+        self._consumer = Consumer(conf)
+        self.rebalancing = False  # True while a rebalance callback runs (the consumer thread is busy)
+        self._paused = False
+        self.paused_partitions = 0
+
+    @staticmethod
+    def _log_error(err: KafkaError) -> None:
+        log.warning("kafka: %s", err.str())
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return self._loop.run_in_executor(self._thread, fn, *args)
+
+    def _call_handler(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a handler coroutine on the loop and block this (consumer) thread until it returns."""
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=self._rebalance_timeout + 30)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        log.info("assigned %s", _fmt(keys))
+        self._call_handler(self._handler.assigned(keys))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        log.info("revoking %s", _fmt(keys))
+        self.rebalancing = True
+        try:
+            positions = self._call_handler(self._handler.revoking(keys))
+            if positions:
+                self._commit_now(positions)
+            self._call_handler(self._handler.revoked(keys))
+        finally:
+            self.rebalancing = False
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        log.warning("lost %s (no commit: another member may own them already)", _fmt(keys))
+        self._call_handler(self._handler.lost(keys))
+
+    def subscribe(self) -> Awaitable[None]:
+        """Join the group and subscribe to the configured topics."""
+        return self._in_thread(
+            self._consumer.subscribe,
+            self._cfg.topics,
+            self._on_assign,
+            self._on_revoke,
+            self._on_lost,
+        )
+
+    def _consume(self, max_messages: int, timeout: float, paused: bool) -> list[Message]:
+        # Pause or resume right before consuming, in this thread: a pause takes effect for this very
+        # call (librdkafka drops what it prefetched for paused partitions), so memory stays bounded.
+        # While paused, the whole assignment is paused again each time, to catch newly assigned ones.
+        if paused or self._paused:
+            assignment = self._consumer.assignment()
+            if assignment:
+                (self._consumer.pause if paused else self._consumer.resume)(assignment)
+            self._paused = paused
+            self.paused_partitions = len(assignment) if paused else 0
+        return self._consumer.consume(max_messages, timeout)
+
+    async def consume(self, max_messages: int, timeout: float, paused: bool = False) -> list[Message]:
+        """Take up to ``max_messages``, waiting at most ``timeout`` seconds; this also serves rebalances.
+
+        With ``paused`` every assigned partition is paused first (and resumed on the first call without);
+        polling goes on meanwhile, so the group keeps this member.
+        """
+        result: list[Message] = await self._in_thread(self._consume, max_messages, timeout, paused)
+        return result
+
+    def _commit_now(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+        # Only partitions still assigned: a commit queued behind a rebalance must not overwrite what the
+        # partition's new owner committed.
+        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items() if (t, p) in owned]
+        if not offsets:
+            return {}
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() != KafkaError._NO_OFFSET:
+                log.warning("commit failed: %s", err.str())
+            return {}
+        done: dict[TopicPartitionKey, int] = {}
+        for tp in result or []:
+            if tp.error is None:
+                done[(tp.topic, tp.partition)] = tp.offset
+            else:
+                log.warning("commit of %s[%d] failed: %s", tp.topic, tp.partition, tp.error.str())
+        return done
+
+    async def commit(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+        """Commit the positions synchronously; return those the broker accepted."""
+        done: dict[TopicPartitionKey, int] = await self._in_thread(self._commit_now, positions)
+        return done
+
+    def _watermarks(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
+        out: dict[TopicPartitionKey, int] = {}
+        for topic, partition in partitions:
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                out[(topic, partition)] = high
+        return out
+
+    async def watermarks(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
+        """High watermarks the client knows (from fetch responses), for lag."""
+        result: dict[TopicPartitionKey, int] = await self._in_thread(self._watermarks, partitions)
+        return result
+
+    def _reachable(self) -> bool:
+        try:
+            return bool(self._consumer.list_topics(timeout=2).brokers)
+        except KafkaException:
+            return False
+
+    async def reachable(self) -> bool:
+        """Whether a broker answers a metadata request (only asked while brokers seem down)."""
+        result: bool = await self._in_thread(self._reachable)
+        return result
+
+    async def close(self) -> None:
+        """Leave the group (a final revoke commits what is finished) and stop the thread."""
+        await self._in_thread(self._consumer.close)
+        self._thread.shutdown(wait=True)
+
+
+def _fmt(keys: Partitions) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(keys)) or "nothing"

@@ -1,0 +1,196 @@
+"""Dead-letter: set a message aside on a Kafka topic, with the reason, and say when the broker has it.
+
+Contract of :meth:`DeadLetterWriter.write`: the record keeps the original key, value, headers and
+timestamp, and adds the headers in :data:`HEADER_NAMES`. ``on_done`` is called exactly once, only after
+the broker acknowledged the record (``acks=all``, idempotent producer). A failed write is retried with
+a growing delay for as long as it takes — the message's offset must not be committed before its copy
+is safe — so ``on_done`` may come late but never early and never not at all while the process lives.
+
+A record too large for the topic is written without its value (header ``forwarder.value.dropped``
+holds the original size); the original stays on its own topic at the partition and offset named in
+the headers.
+
+Delivery callbacks run in the thread that calls :meth:`poll`: the event loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from forwarder.config import Config
+
+log = logging.getLogger(__name__)
+
+HEADER_STAGE: Final = "forwarder.error.stage"
+HEADER_CLASS: Final = "forwarder.error.class"
+HEADER_MESSAGE: Final = "forwarder.error.message"
+HEADER_TOPIC: Final = "forwarder.original.topic"
+HEADER_PARTITION: Final = "forwarder.original.partition"
+HEADER_OFFSET: Final = "forwarder.original.offset"
+HEADER_ATTEMPTS: Final = "forwarder.attempts"
+HEADER_VALUE_DROPPED: Final = "forwarder.value.dropped"
+HEADER_NAMES: Final = (
+    HEADER_STAGE,
+    HEADER_CLASS,
+    HEADER_MESSAGE,
+    HEADER_TOPIC,
+    HEADER_PARTITION,
+    HEADER_OFFSET,
+    HEADER_ATTEMPTS,
+)
+MAX_HEADER_MESSAGE: Final = 2000
+RETRY_BASE_S: Final = 0.5
+RETRY_MAX_S: Final = 30.0
+
+
+class _Record:
+    __slots__ = ("attempts", "headers", "key", "on_done", "source", "timestamp", "value")
+
+    def __init__(
+        self,
+        source: Message,
+        headers: list[tuple[str, str | bytes | None]],
+        on_done: Callable[[], None],
+    ) -> None:
+        self.source = source
+        self.key = source.key()
+        self.value = source.value()
+        self.headers = headers
+        ts_type, ts = source.timestamp()
+        self.timestamp = ts if ts_type and ts and ts > 0 else 0
+        self.on_done = on_done
+        self.attempts = 0
+
+
+def dead_letter_headers(
+    message: Message, stage: str, error_class: str, error_message: str, attempts: int
+) -> list[tuple[str, str | bytes | None]]:
+    """The original headers followed by the forwarder's reason headers."""
+    original = message.headers() or []
+    headers: list[tuple[str, str | bytes | None]] = (
+        list(original.items()) if isinstance(original, dict) else list(original)
+    )
+    headers += [
+        (HEADER_STAGE, stage.encode()),
+        (HEADER_CLASS, error_class.encode()),
+        (HEADER_MESSAGE, error_message[:MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
+        (HEADER_TOPIC, (message.topic() or "").encode()),
+        (HEADER_PARTITION, str(message.partition()).encode()),
+        (HEADER_OFFSET, str(message.offset()).encode()),
+        (HEADER_ATTEMPTS, str(attempts).encode()),
+    ]
+    return headers
+
+
+class DeadLetterWriter:
+    """An idempotent producer for the dead-letter topic, with write-until-acknowledged semantics."""
+
+    def __init__(self, cfg: Config, on_written: Callable[[str], None] | None = None) -> None:
+        self.topic = cfg.dead_letter.topic
+        conf: dict[str, Any] = {
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            **cfg.kafka.client,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            # Fail a stuck write within a minute, so it is logged and retried instead of hanging quietly.
+            "message.timeout.ms": 60_000,
+            **cfg.dead_letter.producer,
+        }
+        conf.pop("group.instance.id", None)
+        self._producer = Producer(conf)
+        self._on_written = on_written or (lambda stage: None)
+        self.pending = 0  # records written and not yet acknowledged
+
+    def write(
+        self,
+        message: Message,
+        stage: str,
+        error_class: str,
+        error_message: str,
+        attempts: int,
+        on_done: Callable[[], None],
+    ) -> None:
+        """Produce the dead-letter record; ``on_done`` runs once the broker acknowledged it."""
+        headers = dead_letter_headers(message, stage, error_class, error_message, attempts)
+        record = _Record(message, headers, on_done)
+        self.pending += 1
+        log.warning(
+            "dead-lettering %s[%s]@%s stage=%s class=%s: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            stage,
+            error_class,
+            error_message[:300],
+        )
+        self._produce(record, stage)
+
+    def _produce(self, record: _Record, stage: str) -> None:
+        record.attempts += 1
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.pending -= 1
+                self._on_written(stage)
+                record.on_done()
+            else:
+                self._failed(record, stage, err)
+
+        try:
+            self._producer.produce(
+                self.topic,
+                key=record.key,
+                value=record.value,
+                headers=record.headers,
+                timestamp=record.timestamp,
+                on_delivery=delivered,
+            )
+        except BufferError:
+            self._producer.poll(0.05)  # the local queue is full: let deliveries drain, then try again
+            self._retry_later(record, stage, 0.05)
+        except KafkaException as exc:
+            self._failed(record, stage, exc.args[0])
+
+    def _failed(self, record: _Record, stage: str, err: KafkaError) -> None:
+        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and record.value is not None:
+            size = len(record.value)
+            log.error(
+                "dead-letter record of %s[%s]@%s is too large for topic %s (%d bytes): writing it without "
+                "its value; the original stays on its topic",
+                record.source.topic(),
+                record.source.partition(),
+                record.source.offset(),
+                self.topic,
+                size,
+            )
+            record.value = None
+            record.headers.append((HEADER_VALUE_DROPPED, str(size).encode()))
+            self._retry_later(record, stage, 0.0)
+            return
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(record.attempts, 10))
+        log.error(
+            "writing to dead-letter topic %s failed (%s, attempt %d); its offset is held, retrying in %.1fs",
+            self.topic,
+            err.str(),
+            record.attempts,
+            delay,
+        )
+        self._retry_later(record, stage, delay)
+
+    def _retry_later(self, record: _Record, stage: str, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._produce, record, stage)
+
+    def poll(self) -> None:
+        """Serve delivery callbacks (call often, from the event loop)."""
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        """Wait for outstanding records up to ``timeout`` seconds; return how many are still pending."""
+        self._producer.flush(timeout)
+        return self.pending

@@ -1,0 +1,161 @@
+"""Metrics and probes: Prometheus counters, gauges and histograms of one replica, on a registry of its
+own, served with ``/healthz`` and ``/readyz`` on ``observability.port``.
+
+Stages report through small methods, so they do not import prometheus_client, and several apps in one
+process (tests) do not share counters.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class Metrics:
+    """All metrics of one forwarder replica."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_consumed = Counter(
+            "forwarder_messages_consumed", "Messages taken from Kafka.", registry=r
+        )
+        self.events_sent = Counter("forwarder_events_sent", "Events accepted by PutEvents.", registry=r)
+        self.calls = Counter(
+            "forwarder_putevents_calls",
+            "PutEvents calls by outcome (ok, throttled, 5xx, error, invalid, outage).",
+            ["outcome"],
+            registry=r,
+        )
+        self.batches_exhausted = Counter(
+            "forwarder_batches_retry_exhausted", "Batches whose retries ran out.", registry=r
+        )
+        self.retries = Counter(
+            "forwarder_putevents_retries", "PutEvents calls that were retries.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "forwarder_events_dead_lettered",
+            "Messages acknowledged on the dead-letter topic, by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "forwarder_batch_events",
+            "Events per PutEvents call.",
+            buckets=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+            registry=r,
+        )
+        self.call_latency = Histogram(
+            "forwarder_putevents_call_seconds",
+            "Duration of PutEvents calls.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.in_flight_events = Gauge("forwarder_in_flight_events", "Events in PutEvents calls.", registry=r)
+        self.buffered_events = Gauge(
+            "forwarder_buffered_events", "Events waiting in session batches.", registry=r
+        )
+        self.paused_partitions = Gauge(
+            "forwarder_paused_partitions", "Partitions paused for backpressure or outage.", registry=r
+        )
+        self.assigned_partitions = Gauge(
+            "forwarder_assigned_partitions", "Partitions assigned to this replica.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "forwarder_consumer_lag",
+            "Messages behind the high watermark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.committed_offset = Gauge(
+            "forwarder_committed_offset", "Last committed offset.", ["topic", "partition"], registry=r
+        )
+        self.both_impression_kinds = Counter(
+            "forwarder_events_with_impression_and_recommendation",
+            "Events carrying both an explicit impression list and a recommendationId.",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "forwarder_rebalances", "Partition assignment changes, by kind.", ["kind"], registry=r
+        )
+        self.outage = Gauge(
+            "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
+        )
+
+    # SendObserver
+    def call_finished(self, outcome: str, events: int, seconds: float) -> None:
+        """One PutEvents call ended."""
+        self.calls.labels(outcome).inc()
+        self.call_latency.observe(seconds)
+        if outcome == "ok":
+            self.batch_size.observe(events)
+
+    def outage_changed(self, active: bool) -> None:
+        """The service entered or left an outage."""
+        self.outage.set(1 if active else 0)
+
+
+class HealthSource(Protocol):
+    """What the probes ask the running app."""
+
+    def liveness(self) -> tuple[bool, str]:
+        """Whether the loop is turning."""
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether this replica is doing its job: partitions assigned, broker reachable, no outage."""
+
+
+class ObservabilityServer:
+    """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` on the app's own event loop.
+
+    Served by the loop it observes on purpose: if the loop stalls, ``/healthz`` stops answering, which
+    is what a liveness probe should see.
+    """
+
+    def __init__(self, metrics: Metrics, health: HealthSource) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _probe(self, check: tuple[bool, str]) -> web.Response:
+        ok, detail = check
+        return web.Response(status=200 if ok else 503, text=("ok: " if ok else "not ok: ") + detail + "\n")
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return await self._probe(self._health.liveness())
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return await self._probe(self._health.readiness())
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; return the port (useful when ``port`` is 0)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else port
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,118 @@
+"""Sample interaction events: realistic sessions for demos, local runs and the compose file.
+
+``forwarder sample`` creates the topics if they do not exist, then produces events over many users and
+sessions, with explicit impression lists and recommendationIds, keyed by session id so that a
+session's events share a partition and keep their order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+EVENT_TYPES = ("view", "click", "add-to-cart", "purchase")
+
+
+def sample_events(
+    count: int, sessions: int, seed: int = 42, start: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """``count`` events over ``sessions`` sessions; about a third anonymous (no userId)."""
+    rng = random.Random(seed)
+    now = time.time() if start is None else start
+    for i in range(count):
+        s = rng.randrange(sessions)
+        event: dict[str, Any] = {
+            "sessionId": f"session-{s:05d}",
+            "eventType": rng.choices(EVENT_TYPES, weights=(60, 25, 10, 5))[0],
+            "itemId": f"item-{rng.randrange(1000):04d}",
+            "sentAt": round(now + i * 0.01, 3),
+            "properties": {"device": rng.choice(("web", "ios", "android")), "n": i},
+        }
+        if s % 3:
+            event["userId"] = f"user-{s:05d}"
+        kind = rng.random()
+        if kind < 0.3:
+            event["impression"] = [f"item-{rng.randrange(1000):04d}" for _ in range(rng.randint(2, 25))]
+        elif kind < 0.55:
+            event["recommendationId"] = f"RID-{rng.getrandbits(48):012x}"
+        elif kind < 0.65:
+            event["impression"] = "|".join(f"item-{rng.randrange(1000):04d}" for _ in range(5))
+            event["recommendationId"] = f"RID-{rng.getrandbits(48):012x}"
+        if event["eventType"] == "purchase":
+            event["eventValue"] = round(rng.uniform(5, 200), 2)
+        yield event
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30) -> None:
+    """Create the topics that do not exist yet (replication factor 1: for local use)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [
+        NewTopic(name, num_partitions=n, replication_factor=1)
+        for name, n in topics.items()
+        if name not in existing
+    ]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        print(f"created topic {name}", file=sys.stderr)
+
+
+def produce_samples(bootstrap: str, topic: str, count: int, sessions: int, seed: int) -> int:
+    """Produce the sample events; return how many the broker acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
+    acked = 0
+
+    def delivered(err: object, _msg: object) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+
+    for event in sample_events(count, sessions, seed):
+        while True:
+            try:
+                producer.produce(
+                    topic, key=event["sessionId"].encode(), value=orjson.dumps(event), on_delivery=delivered
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+    return acked
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``forwarder sample``."""
+    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    parser.add_argument("--topic", default="interactions")
+    parser.add_argument("--partitions", type=int, default=4, help="when the topic is created (default: 4)")
+    parser.add_argument("--dead-letter-topic", help="also create this topic if missing")
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create the topics and produce; exit 1 if not every event was acknowledged."""
+    topics = {args.topic: args.partitions}
+    if args.dead_letter_topic:
+        topics[args.dead_letter_topic] = 1
+    ensure_topics(args.bootstrap_servers, topics)
+    acked = produce_samples(args.bootstrap_servers, args.topic, args.events, args.sessions, args.seed)
+    print(f"produced {acked} sample events over {args.sessions} sessions to {args.topic}")
+    return 0 if acked == args.events else 1

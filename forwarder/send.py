@@ -1,0 +1,456 @@
+"""Send: deliver a batch with PutEvents — retries, bisection of rejected batches, outage handling.
+
+Contract of :meth:`Sender.send`: it returns only when every event of the batch has an outcome, as a
+:class:`SendResult`: accepted by the service, or failed with the dead-letter stage and reason
+(``api``: the service rejected that very event; ``retry_exhausted``: throttling, 5xx, timeouts or
+connection errors outlasted the retry budget). It never returns while the service is in an *outage*
+(``ResourceNotFoundException``, access denied, bad credentials): those are not the messages' fault, so
+it reports the outage, waits and tries again until the service accepts, and nothing is dead-lettered.
+
+Two transports make the same call and raise the same errors (:class:`InvalidInput`, :class:`Retryable`,
+:class:`Outage`): ``boto3`` (``client.put_events`` in threads) and ``fast`` (the body built with orjson,
+signed with botocore's SigV4 signer, sent with aiohttp). Retries are ours (tenacity); the SDK's own are
+off so the two do not multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import aiohttp
+import boto3
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
+
+from forwarder.batch import Batch
+from forwarder.config import PersonalizeConfig, RetryConfig
+from forwarder.decode import Event, SessionKey
+
+log = logging.getLogger(__name__)
+
+STAGE_API: Final = "api"
+STAGE_RETRY_EXHAUSTED: Final = "retry_exhausted"
+
+THROTTLING_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "LimitExceededException",
+    }
+)
+OUTAGE_CODES: Final = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "NotAuthorized",
+    }
+)
+
+
+class PutEventsError(Exception):
+    """A PutEvents call failed; ``code`` is the service's error type (or a transport's name for it)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class InvalidInput(PutEventsError):
+    """The service rejected the request's content; retrying the same request cannot succeed."""
+
+
+class Retryable(PutEventsError):
+    """Throttling, a 5xx, a timeout or a broken connection: the same request may succeed later."""
+
+    @property
+    def throttled(self) -> bool:
+        """Whether the service asked to slow down."""
+        return self.code in THROTTLING_CODES or self.status == 429
+
+
+class Outage(PutEventsError):
+    """The service refuses every call (wrong tracking id, bad credentials): not the messages' fault."""
+
+
+def classify(status: int, code: str, message: str) -> PutEventsError:
+    """Map an error response onto the three kinds of failure the forwarder treats differently."""
+    if code in THROTTLING_CODES or status == 429:
+        return Retryable(code or "Throttled", message, status)
+    if code in OUTAGE_CODES or status in (401, 403) or (status == 404 and not code):
+        return Outage(code or f"HTTP{status}", message, status)
+    if status >= 500 or status < 400:
+        return Retryable(code or f"HTTP{status}", message, status)
+    return InvalidInput(code or f"HTTP{status}", message, status)
+
+
+class Transport(Protocol):
+    """One PutEvents call for one session's events."""
+
+    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+        """Return when the service accepted the call; raise a :class:`PutEventsError` otherwise."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+def _boto_session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _client(session: boto3.session.Session, cfg: PersonalizeConfig) -> Any:
+    return session.client(
+        "personalize-events",
+        region_name=cfg.region,
+        endpoint_url=cfg.endpoint_url,
+        config=BotoConfig(
+            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity owns retries
+            max_pool_connections=cfg.max_in_flight,
+            connect_timeout=min(cfg.request_timeout_s, 5.0),
+            read_timeout=cfg.request_timeout_s,
+            user_agent_extra="forwarder",
+        ),
+    )
+
+
+class Boto3Transport:
+    """``client.put_events`` from a thread pool as large as the allowed concurrency."""
+
+    def __init__(self, cfg: PersonalizeConfig) -> None:
+        self._client = _client(_boto_session(), cfg)
+        self._pool = ThreadPoolExecutor(max_workers=cfg.max_in_flight, thread_name_prefix="put-events")
+
+    def _call(self, key: SessionKey, events: Sequence[Event]) -> None:
+        params: dict[str, Any] = {
+            "trackingId": key.tracking_id,
+            "sessionId": key.session_id,
+            "eventList": [ev.wire for ev in events],
+        }
+        if key.user_id is not None:
+            params["userId"] = key.user_id
+        try:
+            self._client.put_events(**params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise classify(status, error.get("Code", ""), error.get("Message", "")) from None
+        except NoCredentialsError as exc:
+            raise Outage("NoCredentials", str(exc)) from None
+        except BotoCoreError as exc:
+            raise Retryable(type(exc).__name__, str(exc)) from None
+
+    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+        """See :class:`Transport`."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._call, key, events)
+
+    async def close(self) -> None:
+        """See :class:`Transport`."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class FastTransport:
+    """The same request as boto3's, built with orjson, signed with botocore's SigV4, sent with aiohttp.
+
+    boto3 still supplies the credentials (default chain, refreshed as they expire), the region and the
+    endpoint (its endpoint rules, or ``endpoint_url``).
+    """
+
+    def __init__(self, cfg: PersonalizeConfig) -> None:
+        session = _boto_session()
+        client = _client(session, cfg)
+        self._url = client.meta.endpoint_url.rstrip("/") + "/events"
+        self._region = client.meta.region_name
+        self._credentials = session.get_credentials()
+        self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_s)
+        self._limit = cfg.max_in_flight
+        self._http: aiohttp.ClientSession | None = None
+
+    def _signed_headers(self, body: bytes) -> dict[str, str]:
+        if self._credentials is None:
+            raise Outage("NoCredentials", "no AWS credentials found by boto3's default chain")
+        request = AWSRequest(
+            method="POST", url=self._url, data=body, headers={"Content-Type": "application/json"}
+        )
+        SigV4Auth(self._credentials.get_frozen_credentials(), "personalize", self._region).add_auth(request)
+        return dict(request.headers.items())
+
+    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+        """See :class:`Transport`."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300),
+                timeout=self._timeout,
+                skip_auto_headers=("User-Agent",),
+            )
+        head = b'{"trackingId":' + orjson.dumps(key.tracking_id)
+        if key.user_id is not None:
+            head += b',"userId":' + orjson.dumps(key.user_id)
+        body = (
+            head
+            + b',"sessionId":'
+            + orjson.dumps(key.session_id)
+            + b',"eventList":['
+            + b",".join(ev.encoded for ev in events)
+            + b"]}"
+        )
+        headers = self._signed_headers(body)
+        try:
+            async with self._http.post(self._url, data=body, headers=headers) as response:
+                if response.status == 200:
+                    await response.read()
+                    return
+                payload = await response.read()
+                status = response.status
+                code = response.headers.get("x-amzn-ErrorType", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Retryable(type(exc).__name__, str(exc) or type(exc).__name__) from None
+        message = ""
+        try:
+            parsed = orjson.loads(payload) if payload else {}
+        except orjson.JSONDecodeError:
+            parsed = {}
+        if isinstance(parsed, dict):
+            code = code or str(parsed.get("__type", ""))
+            message = str(parsed.get("message") or parsed.get("Message") or "")
+        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+        raise classify(status, code, message)
+
+    async def close(self) -> None:
+        """See :class:`Transport`."""
+        if self._http is not None:
+            await self._http.close()
+
+
+def make_transport(cfg: PersonalizeConfig) -> Transport:
+    """The transport the configuration chooses."""
+    return FastTransport(cfg) if cfg.transport == "fast" else Boto3Transport(cfg)
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """An event that goes to the dead-letter topic, and why."""
+
+    event: Event
+    stage: str
+    error_class: str
+    message: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class SendResult:
+    """Every event of a batch, accepted or failed."""
+
+    accepted: list[Event] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    calls: int = 0
+
+
+class SendObserver(Protocol):
+    """What the sender reports (metrics, health); every method must be cheap and never raise."""
+
+    def call_finished(self, outcome: str, events: int, seconds: float) -> None:
+        """One PutEvents call ended: ``ok``, ``throttled``, ``5xx``, ``error``, ``invalid`` or ``outage``."""
+
+    def outage(self, active: bool, reason: str) -> None:
+        """The service entered (``active``) or left an outage."""
+
+
+class _NullObserver:
+    def call_finished(self, outcome: str, events: int, seconds: float) -> None:
+        pass
+
+    def outage(self, active: bool, reason: str) -> None:
+        pass
+
+
+class Sender:
+    """Concurrency limit, retries, bisection and outage handling around a :class:`Transport`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        retry: RetryConfig,
+        max_in_flight: int,
+        observer: SendObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._retry = retry
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._observer = observer or _NullObserver()
+        self._clock = clock
+        self._healthy = asyncio.Event()
+        self._healthy.set()
+        self._probe = asyncio.Lock()
+        self.outage_reason: str | None = None
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether the service is refusing every call."""
+        return not self._healthy.is_set()
+
+    async def send(self, batch: Batch) -> SendResult:
+        """Deliver every event of the batch or say why one goes to the dead-letter topic."""
+        result = SendResult()
+        await self._deliver(batch.key, batch.events, result)
+        batch.attempts = result.calls
+        return result
+
+    async def _deliver(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
+        calls_before = result.calls
+        try:
+            await self._with_retries(key, events, result)
+        except InvalidInput as exc:
+            if len(events) > 1:
+                # Bisect: the halves go separately (first half first, to keep the session's order),
+                # so the valid events still land and only the rejected ones are dead-lettered.
+                middle = len(events) // 2
+                await self._deliver(key, events[:middle], result)
+                await self._deliver(key, events[middle:], result)
+                return
+            attempts = result.calls - calls_before
+            result.failed.append(Failure(events[0], STAGE_API, exc.code, exc.message, attempts))
+            return
+        except Retryable as exc:
+            attempts = result.calls - calls_before
+            detail = f"gave up after {attempts} attempts: {exc}"
+            result.failed.extend(
+                Failure(ev, STAGE_RETRY_EXHAUSTED, exc.code, detail, attempts) for ev in events
+            )
+            return
+        result.accepted.extend(events)
+
+    async def _with_retries(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
+        cfg = self._retry
+        stop = (
+            stop_never
+            if cfg.on_exhausted == "block"
+            else stop_after_attempt(cfg.max_attempts) | stop_after_delay(cfg.max_elapsed_s)
+        )
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=wait_random_exponential(
+                multiplier=cfg.initial_backoff_ms / 1000, max=cfg.max_backoff_ms / 1000
+            ),
+            retry=retry_if_exception_type(Retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._attempt(key, events, result)
+        except RetryError as exc:  # pragma: no cover - reraise=True re-raises the last Retryable
+            raise exc.last_attempt.exception() or RuntimeError("retry failed") from None
+
+    async def _attempt(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
+        while True:
+            await self._healthy.wait()
+            try:
+                await self._call(key, events, result)
+                return
+            except Outage as exc:
+                self._begin_outage(exc)
+                if await self._probe_until_healthy(key, events, result):
+                    return
+                # Another batch's probe got through: try this one again the normal way.
+
+    async def _call(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
+        async with self._slots:
+            result.calls += 1
+            started = self._clock()
+            try:
+                await self._transport.put_events(key, events)
+            except PutEventsError as exc:
+                self._observer.call_finished(_outcome(exc), len(events), self._clock() - started)
+                raise
+            self._observer.call_finished("ok", len(events), self._clock() - started)
+
+    def _begin_outage(self, exc: Outage) -> None:
+        if not self._healthy.is_set():
+            return
+        self._healthy.clear()
+        self.outage_reason = str(exc)
+        self._observer.outage(True, str(exc))
+        log.error(
+            "PutEvents refuses every call (%s). This is not the messages' fault: check "
+            "personalize.tracking_id, the region and the AWS credentials. Consumption is paused, "
+            "offsets are kept, nothing is dead-lettered; retrying every %.0fs.",
+            exc,
+            self._retry.outage_retry_interval_s,
+        )
+
+    async def _probe_until_healthy(self, key: SessionKey, events: list[Event], result: SendResult) -> bool:
+        """Retry this batch slowly until the service accepts it; True if this batch's call got through.
+
+        One batch probes at a time while the others wait, so a wrong tracking id does not become a storm
+        of calls. A non-outage error from the probe ends the outage and goes back to the normal path.
+        """
+        async with self._probe:
+            while not self._healthy.is_set():
+                await asyncio.sleep(self._retry.outage_retry_interval_s)
+                try:
+                    await self._call(key, events, result)
+                except Outage as exc:
+                    log.warning("PutEvents still refuses calls: %s", exc)
+                    continue
+                except PutEventsError:
+                    self._end_outage()
+                    raise
+                self._end_outage()
+                return True
+            return False
+
+    def _end_outage(self) -> None:
+        if not self._healthy.is_set():
+            log.warning("PutEvents accepts calls again; resuming")
+            self.outage_reason = None
+            self._healthy.set()
+            self._observer.outage(False, "")
+
+    async def close(self) -> None:
+        """Close the transport."""
+        await self._transport.close()
+
+
+def _outcome(exc: PutEventsError) -> str:
+    if isinstance(exc, Retryable):
+        if exc.throttled:
+            return "throttled"
+        return "5xx" if exc.status is not None and exc.status >= 500 else "error"
+    if isinstance(exc, Outage):
+        return "outage"
+    return "invalid"

@@ -1,0 +1,143 @@
+"""Send: retries, bisection, exhaustion and outages, with a scripted transport (a unit test of the policy;
+the transports themselves are tested against the emulator)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import pytest
+from confluent_kafka import Message
+
+from forwarder.batch import Batch
+from forwarder.config import RetryConfig
+from forwarder.decode import Event, SessionKey
+from forwarder.send import (
+    STAGE_API,
+    STAGE_RETRY_EXHAUSTED,
+    InvalidInput,
+    Outage,
+    PutEventsError,
+    Retryable,
+    Sender,
+    classify,
+)
+
+KEY = SessionKey("trk", "u", "s")
+FAST_RETRY = RetryConfig(initial_backoff_ms=1, max_backoff_ms=5, max_attempts=4, outage_retry_interval_s=0.05)
+
+
+def _events(n: int) -> list[Event]:
+    return [
+        Event(KEY, {"eventId": f"e{i}"}, b"{}", Message(topic="t", partition=0, offset=i), False) for i in range(n)
+    ]
+
+
+class ScriptedTransport:
+    """Answers each call with what ``answer`` returns for the call's event ids."""
+
+    def __init__(self, answer: Callable[[list[str], int], PutEventsError | None]) -> None:
+        self.answer = answer
+        self.calls: list[list[str]] = []
+
+    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+        ids = [ev.wire["eventId"] for ev in events]
+        self.calls.append(ids)
+        error = self.answer(ids, len(self.calls))
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        pass
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+        self.outages: list[bool] = []
+
+    def call_finished(self, outcome: str, events: int, seconds: float) -> None:
+        self.outcomes.append(outcome)
+
+    def outage(self, active: bool, reason: str) -> None:
+        self.outages.append(active)
+
+
+def _send(transport: ScriptedTransport, n: int, retry: RetryConfig = FAST_RETRY, observer: Observer | None = None):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        sender = Sender(transport, retry, max_in_flight=4, observer=observer)
+        return await sender.send(Batch(KEY, _events(n)))
+
+    return asyncio.run(go())
+
+
+def test_throttled_calls_are_retried_until_accepted() -> None:
+    observer = Observer()
+    transport = ScriptedTransport(lambda ids, n: Retryable("ThrottlingException", "Rate exceeded", 400) if n < 3 else None)
+    result = _send(transport, 5, observer=observer)
+    assert [ev.wire["eventId"] for ev in result.accepted] == ["e0", "e1", "e2", "e3", "e4"]
+    assert result.failed == []
+    assert result.calls == 3
+    assert observer.outcomes == ["throttled", "throttled", "ok"]
+
+
+def test_a_rejected_batch_is_bisected_so_only_the_bad_event_is_dead_lettered() -> None:
+    bad = {"e6"}
+    transport = ScriptedTransport(
+        lambda ids, n: InvalidInput("InvalidInputException", "eventList[0].itemId: bad", 400) if bad & set(ids) else None
+    )
+    result = _send(transport, 10)
+    assert [ev.wire["eventId"] for ev in result.accepted] == ["e0", "e1", "e2", "e3", "e4", "e5", "e7", "e8", "e9"]
+    assert [(f.event.wire["eventId"], f.stage, f.error_class) for f in result.failed] == [
+        ("e6", STAGE_API, "InvalidInputException")
+    ]
+    assert "itemId" in result.failed[0].message
+    # The session's order holds: calls go out left to right.
+    flat = [i for call in transport.calls if not bad & set(call) for i in call]
+    assert flat == sorted(flat, key=lambda i: int(i[1:]))
+
+
+def test_exhausted_retries_dead_letter_the_whole_batch_with_the_attempt_count() -> None:
+    transport = ScriptedTransport(lambda ids, n: Retryable("InternalFailure", "boom", 500))
+    result = _send(transport, 3)
+    assert result.accepted == []
+    assert {f.stage for f in result.failed} == {STAGE_RETRY_EXHAUSTED}
+    assert {f.attempts for f in result.failed} == {FAST_RETRY.max_attempts}
+    assert len(transport.calls) == FAST_RETRY.max_attempts
+
+
+def test_block_mode_never_gives_up() -> None:
+    retry = RetryConfig(initial_backoff_ms=1, max_backoff_ms=2, max_attempts=2, on_exhausted="block")
+    transport = ScriptedTransport(lambda ids, n: Retryable("ServiceUnavailable", "", 503) if n < 20 else None)
+    result = _send(transport, 2, retry)
+    assert len(result.accepted) == 2
+    assert result.calls == 20
+
+
+def test_an_outage_is_ridden_out_without_dead_lettering() -> None:
+    observer = Observer()
+    transport = ScriptedTransport(
+        lambda ids, n: Outage("ResourceNotFoundException", "tracking id not found", 404) if n < 4 else None
+    )
+    result = _send(transport, 4, observer=observer)
+    assert len(result.accepted) == 4
+    assert result.failed == []
+    assert observer.outages == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "InvalidInputException", InvalidInput),
+        (400, "ThrottlingException", Retryable),
+        (429, "", Retryable),
+        (500, "InternalFailure", Retryable),
+        (503, "", Retryable),
+        (404, "ResourceNotFoundException", Outage),
+        (403, "AccessDeniedException", Outage),
+        (400, "UnrecognizedClientException", Outage),
+        (400, "SerializationException", InvalidInput),
+    ],
+)
+def test_classification(status: int, code: str, kind: type) -> None:
+    assert type(classify(status, code, "m")) is kind
