@@ -129,6 +129,13 @@ class PersonalizeConfig(_Section):
         "botocore's SigV4 and sent with aiohttp.",
     )
     max_in_flight: int = Field(default=64, ge=1, le=1024, description="Most PutEvents calls at once.")
+    max_calls_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="This replica's cap on PutEvents calls/s (its share of the 1000/s per dataset group). "
+        "Throttling lowers the rate further (AIMD, down to a quarter of the cap) and it recovers while "
+        "calls succeed. null: no cap; throttled calls still back off one by one.",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one PutEvents call.")
 
 

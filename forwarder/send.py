@@ -43,6 +43,7 @@ from tenacity import (
 from forwarder.batch import Batch
 from forwarder.config import PersonalizeConfig, RetryConfig
 from forwarder.decode import Event, SessionKey
+from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +308,10 @@ class Sender:
         max_in_flight: int,
         observer: SendObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_calls_per_second: float | None = None,
     ) -> None:
         self._transport = transport
+        self.limiter = AdaptiveRateLimiter(max_calls_per_second, clock)
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
         self._observer = observer or _NullObserver()
@@ -390,13 +393,17 @@ class Sender:
 
     async def _call(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
         async with self._slots:
+            await self.limiter.acquire()
             result.calls += 1
             started = self._clock()
             try:
                 await self._transport.put_events(key, events)
             except PutEventsError as exc:
+                if isinstance(exc, Retryable) and exc.throttled:
+                    self.limiter.on_throttle()
                 self._observer.call_finished(_outcome(exc), len(events), self._clock() - started)
                 raise
+            self.limiter.on_success()
             self._observer.call_finished("ok", len(events), self._clock() - started)
 
     def _begin_outage(self, exc: Outage) -> None:

@@ -20,6 +20,7 @@ from forwarder.send import (
     PutEventsError,
     Retryable,
     Sender,
+    SendResult,
     classify,
 )
 
@@ -29,7 +30,8 @@ FAST_RETRY = RetryConfig(initial_backoff_ms=1, max_backoff_ms=5, max_attempts=4,
 
 def _events(n: int) -> list[Event]:
     return [
-        Event(KEY, {"eventId": f"e{i}"}, b"{}", Message(topic="t", partition=0, offset=i), False) for i in range(n)
+        Event(KEY, {"eventId": f"e{i}"}, b"{}", Message(topic="t", partition=0, offset=i), False)
+        for i in range(n)
     ]
 
 
@@ -63,8 +65,10 @@ class Observer:
         self.outages.append(active)
 
 
-def _send(transport: ScriptedTransport, n: int, retry: RetryConfig = FAST_RETRY, observer: Observer | None = None):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+def _send(
+    transport: ScriptedTransport, n: int, retry: RetryConfig = FAST_RETRY, observer: Observer | None = None
+) -> SendResult:
+    async def go() -> SendResult:
         sender = Sender(transport, retry, max_in_flight=4, observer=observer)
         return await sender.send(Batch(KEY, _events(n)))
 
@@ -73,7 +77,9 @@ def _send(transport: ScriptedTransport, n: int, retry: RetryConfig = FAST_RETRY,
 
 def test_throttled_calls_are_retried_until_accepted() -> None:
     observer = Observer()
-    transport = ScriptedTransport(lambda ids, n: Retryable("ThrottlingException", "Rate exceeded", 400) if n < 3 else None)
+    transport = ScriptedTransport(
+        lambda ids, n: Retryable("ThrottlingException", "Rate exceeded", 400) if n < 3 else None
+    )
     result = _send(transport, 5, observer=observer)
     assert [ev.wire["eventId"] for ev in result.accepted] == ["e0", "e1", "e2", "e3", "e4"]
     assert result.failed == []
@@ -84,10 +90,22 @@ def test_throttled_calls_are_retried_until_accepted() -> None:
 def test_a_rejected_batch_is_bisected_so_only_the_bad_event_is_dead_lettered() -> None:
     bad = {"e6"}
     transport = ScriptedTransport(
-        lambda ids, n: InvalidInput("InvalidInputException", "eventList[0].itemId: bad", 400) if bad & set(ids) else None
+        lambda ids, n: (
+            InvalidInput("InvalidInputException", "eventList[0].itemId: bad", 400) if bad & set(ids) else None
+        )
     )
     result = _send(transport, 10)
-    assert [ev.wire["eventId"] for ev in result.accepted] == ["e0", "e1", "e2", "e3", "e4", "e5", "e7", "e8", "e9"]
+    assert [ev.wire["eventId"] for ev in result.accepted] == [
+        "e0",
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+        "e5",
+        "e7",
+        "e8",
+        "e9",
+    ]
     assert [(f.event.wire["eventId"], f.stage, f.error_class) for f in result.failed] == [
         ("e6", STAGE_API, "InvalidInputException")
     ]
