@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from forwarder.config import KafkaConfig
+from forwarder.logs import kafka_logger
 from forwarder.offsets import TopicPartitionKey
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,14 @@ class KafkaConsumer:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         conf = consumer_config(cfg)
         conf["error_cb"] = on_error or self._log_error
-        self._consumer = Consumer(conf)
+        self._consumer = Consumer(conf, logger=kafka_logger())
         self.rebalancing = False  # True while a rebalance callback runs (the consumer thread is busy)
         self._paused = False
         self.paused_partitions = 0
 
     @staticmethod
     def _log_error(err: KafkaError) -> None:
-        log.warning("kafka: %s", err.str())
+        kafka_logger().warning("kafka: %s", err.str())
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return self._loop.run_in_executor(self._thread, fn, *args)

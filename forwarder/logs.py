@@ -1,8 +1,10 @@
-"""JSON log lines for ``logging.format: json``: one object per line, with the record's context fields."""
+"""Logging helpers: JSON lines for ``logging.format: json``, and librdkafka's messages routed through
+Python logging with repeats dropped."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -27,3 +29,33 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
+
+
+class RepeatFilter(logging.Filter):
+    """Drops a record whose text was already let through within ``window_s``: a broker that is down
+    makes librdkafka report the same failure many times a second."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        super().__init__()
+        self._window = window_s
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to emit the record."""
+        text = record.getMessage()
+        now = time.monotonic()
+        last = self._seen.get(text)
+        if last is not None and now - last < self._window:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[text] = now
+        return True
+
+
+def kafka_logger() -> logging.Logger:
+    """The logger librdkafka's own messages go to (instead of raw lines on stderr), repeats dropped."""
+    logger = logging.getLogger("forwarder.kafka")
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter())
+    return logger
