@@ -29,6 +29,7 @@ from forwarder.offsets import PartitionOffsets
 _PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z
 _PLAUSIBLE_TO: Final = 4102444800.0  # 2100-01-01T00:00:00Z
 
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
 STAGE_DECODE: Final = "decode"
 STAGE_VALIDATE: Final = "validate"
 
@@ -50,7 +51,8 @@ class Event:
     encoded: bytes  # `wire` as compact JSON, for the fast transport and the size limit
     message: Message
     both_impression_kinds: bool  # carries an explicit impression list and a recommendationId
-    origin: PartitionOffsets | None = None  # set by the app: where this message's offset is finished
+    origin: PartitionOffsets | None = None  # set by the app: the partition whose offset this finishes
+    offset: int = 0  # set by the app: the offset to finish there
     arrived: float = 0.0  # set by the batcher: monotonic time it was buffered
 
 
@@ -87,9 +89,13 @@ def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
 
     def get(obj: dict[str, Any]) -> Any:
         node: Any = obj
-        for part in parts:
-            if not isinstance(node, dict):
+        for depth, part in enumerate(parts):
+            if node is None:
                 return None
+            if not isinstance(node, dict):
+                # Present but not an object: the value the user meant would be lost silently.
+                where = ".".join(parts[:depth])
+                raise FieldError(f"{where}: must be an object holding {part}, got {type(node).__name__}")
             node = node.get(part)
         return node
 
@@ -123,6 +129,8 @@ class Decoder:
         value = message.value()
         if value is None:
             return Rejection(STAGE_DECODE, "Tombstone", "value: is null (a tombstone), not an event")
+        if value[:3] == _UTF8_BOM:
+            value = value[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -139,7 +147,8 @@ class Decoder:
 
     def _build(self, obj: dict[str, Any], message: Message) -> Event:
         get = self._get
-        tracking_id = _identifier("trackingId", get["trackingId"](obj)) or self._tracking_id
+        override = _identifier("trackingId", get["trackingId"](obj))
+        tracking_id = self._tracking_id if override is None else override
         session_id = _identifier("sessionId", get["sessionId"](obj))
         if session_id is None:
             raise FieldError("sessionId: is required")

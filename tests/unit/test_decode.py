@@ -225,4 +225,5 @@ def test_mapping_renames_nested_fields_and_sets_a_constant_event_type() -> None:
     assert ev.key == SessionKey("default-tracker", "u9", "sess")
     assert ev.wire["eventType"] == "purchase"
     assert ev.wire["itemId"] == "SKU1"
-    _bad({"user_id": "u9", "context": {"session": "flat"}}, "validate", "sessionId", mapping)
+    _bad({"user_id": "u9", "context": {"session": "flat"}}, "validate", "context.session", mapping)
+    _bad({"user_id": "u9", "context": {}}, "validate", "sessionId", mapping)
