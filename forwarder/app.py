@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
@@ -30,6 +30,7 @@ from forwarder.config import Config, redact
 from forwarder.consume import KafkaConsumer, Partitions, RebalanceHandler, consumer_config
 from forwarder.dead_letter import DeadLetterWriter
 from forwarder.decode import Decoder, Event, Rejection
+from forwarder.logs import kafka_logger
 from forwarder.metrics import Metrics, ObservabilityServer
 from forwarder.offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
 from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender, make_transport
@@ -54,11 +55,28 @@ class _SendObserver:
         self._metrics.outage_changed(active)
 
 
+class Hooks(Protocol):
+    """What a variant of the pipeline (``forwarder replay``) changes; the plain daemon has none."""
+
+    def accept(self, message: Message) -> bool:
+        """Whether this run takes the message at all; one not taken is not tracked, so not committed."""
+
+    def prepare(self, message: Message) -> Message | None:
+        """The message to decode in place of the one consumed, or None to skip it (it counts as finished)."""
+
+    def finished(self, app: App) -> bool:
+        """Whether the run is complete (checked on every tick); the daemon itself never is."""
+
+    def progress(self, app: App) -> None:
+        """Called on every tick, to show progress."""
+
+
 class App(RebalanceHandler):
     """One forwarder replica."""
 
-    def __init__(self, cfg: Config, metrics: Metrics | None = None) -> None:
+    def __init__(self, cfg: Config, metrics: Metrics | None = None, hooks: Hooks | None = None) -> None:
         self.cfg = cfg
+        self._hooks = hooks
         self.metrics = metrics or Metrics()
         self.decoder = Decoder(cfg.mapping, cfg.personalize.tracking_id)
         self.batcher = Batcher(cfg.batching.max_events, cfg.batching.linger_ms / 1000)
@@ -126,6 +144,7 @@ class App(RebalanceHandler):
             cfg.personalize.max_in_flight,
             observer=_SendObserver(self.metrics),
             clock=loop.time,
+            max_calls_per_second=cfg.personalize.max_calls_per_second,
         )
         self._dlq = DeadLetterWriter(cfg, on_written=self._dead_lettered)
         self._consumer = KafkaConsumer(
@@ -194,24 +213,33 @@ class App(RebalanceHandler):
         tracker_get = self.tracker.get
         decode = self.decoder.decode
         add = self.batcher.add
+        hooks = self._hooks
+        prepare = hooks.prepare if hooks is not None else None
         both = 0
-        for msg in messages:
-            err = msg.error()
+        for consumed in messages:
+            err = consumed.error()
             if err is not None:
                 self._message_error(err)
                 continue
-            tp = (msg.topic() or "", msg.partition() or 0)
+            tp = (consumed.topic() or "", consumed.partition() or 0)
             origin = tracker_get(tp)
             if origin is None:
                 continue  # revoked while this poll was served: never committed here, the new owner reads it
-            offset = msg.offset() or 0
+            if hooks is not None and not hooks.accept(consumed):
+                continue
+            offset = consumed.offset() or 0
             origin.track(offset)
+            msg = consumed if prepare is None else prepare(consumed)
+            if msg is None:
+                origin.finish(offset)  # not for this run (a replay's filter): nothing to do
+                continue
             decoded = decode(msg)
             if type(decoded) is Rejection:
-                self._dead_letter(msg, origin, decoded.stage, decoded.error_class, decoded.message, 0)
+                self._dead_letter(msg, origin, offset, decoded.stage, decoded.error_class, decoded.message, 0)
                 continue
             assert isinstance(decoded, Event)
             decoded.origin = origin
+            decoded.offset = offset
             if decoded.both_impression_kinds:
                 both += 1
             batch = add(decoded, now)
@@ -239,7 +267,7 @@ class App(RebalanceHandler):
         result = await self._sender.send(batch)
         for ev in result.accepted:
             assert ev.origin is not None
-            ev.origin.finish(ev.message.offset() or 0)
+            ev.origin.finish(ev.offset)
         self.metrics.events_sent.inc(len(result.accepted))
         if result.calls > 1:
             self.metrics.retries.inc(result.calls - 1)
@@ -249,7 +277,13 @@ class App(RebalanceHandler):
             assert ev.origin is not None
             exhausted |= failure.stage == STAGE_RETRY_EXHAUSTED
             self._dead_letter(
-                ev.message, ev.origin, failure.stage, failure.error_class, failure.message, failure.attempts
+                ev.message,
+                ev.origin,
+                ev.offset,
+                failure.stage,
+                failure.error_class,
+                failure.message,
+                failure.attempts,
             )
         if exhausted:
             self.metrics.batches_exhausted.inc()
@@ -274,13 +308,14 @@ class App(RebalanceHandler):
         self,
         msg: Message,
         origin: PartitionOffsets,
+        offset: int,
         stage: str,
         error_class: str,
         message: str,
         attempts: int,
     ) -> None:
+        """Dead-letter ``msg`` (its content); finish ``offset`` of ``origin`` once the broker has it."""
         assert self._dlq is not None
-        offset = msg.offset() or 0
         self._dlq.write(msg, stage, error_class, message, attempts, on_done=lambda: origin.finish(offset))
 
     def _dead_lettered(self, stage: str) -> None:
@@ -294,7 +329,7 @@ class App(RebalanceHandler):
             self.exit_code = 1
             self.request_stop("fatal Kafka error")
             return
-        log.warning("kafka: %s", err.str())
+        kafka_logger().warning("kafka: %s", err.str())
 
     def _kafka_error(self, err: KafkaError) -> None:
         # Called from librdkafka's thread: only set flags here.
@@ -305,13 +340,14 @@ class App(RebalanceHandler):
             self.exit_code = 1
             self.request_stop("fatal Kafka error")
         else:
-            log.warning("kafka: %s", err.str())
+            kafka_logger().warning("kafka: %s", err.str())
 
     # ---- time-driven work --------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
         assert self._loop is not None
         assert self._dlq is not None
+        assert self._sender is not None
         loop = self._loop
         tick = min(max(self.cfg.batching.linger_ms / 4000, 0.005), 0.05)
         commit_every = self.cfg.kafka.commit_interval_ms / 1000
@@ -325,12 +361,17 @@ class App(RebalanceHandler):
             if now - self._last_commit >= commit_every and not self._commit_running:
                 self._last_commit = now
                 self._background(self._commit())
+            if self._hooks is not None:
+                self._hooks.progress(self)
+                if self._hooks.finished(self):
+                    self.request_stop("finished")
             if now - last_lag >= LAG_INTERVAL_S:
                 last_lag = now
                 self._background(self._observe_lag())
             self.metrics.buffered_events.set(self.batcher.buffered)
             self.metrics.in_flight_events.set(self.in_flight_events)
             self.metrics.paused_partitions.set(self._consumer_paused())
+            self.metrics.rate_limit.set(self._sender.limiter.rate or 0)
             await asyncio.sleep(tick)
 
     def _background(self, coro: Any) -> None:
@@ -472,5 +513,9 @@ class App(RebalanceHandler):
         for tp in gone:
             self.tracker.drop(tp)
             self.assignment.discard(tp)
+            # Another replica reports this partition now: a frozen series here would mislead alerts.
+            for gauge in (self.metrics.consumer_lag, self.metrics.committed_offset):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp[0], str(tp[1]))
         self.batcher.discard(lambda ev: ev.origin is None or ev.origin.tp not in gone)
         self.metrics.assigned_partitions.set(len(self.assignment))

@@ -1,4 +1,4 @@
-"""Command line: ``forwarder run | check-config | emulator | sample``.
+"""Command line: ``forwarder run | check-config | replay | emulator | sample``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
@@ -59,6 +59,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(App(cfg).run())
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    setup_logging(cfg.logging)
+    from forwarder.replay import run  # noqa: PLC0415
+
+    return run(cfg, args)
+
+
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from forwarder.emulator.cli import run  # noqa: PLC0415
 
@@ -86,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")
     check.set_defaults(func=_cmd_check_config)
+
+    from forwarder.replay import add_arguments as replay_arguments  # noqa: PLC0415
+
+    replay = sub.add_parser("replay", help="re-drive dead-lettered records through the pipeline")
+    replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
 
     from forwarder.emulator.cli import add_arguments  # noqa: PLC0415
 

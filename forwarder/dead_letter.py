@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from forwarder.config import Config
+from forwarder.logs import kafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ HEADER_PARTITION: Final = "forwarder.original.partition"
 HEADER_OFFSET: Final = "forwarder.original.offset"
 HEADER_ATTEMPTS: Final = "forwarder.attempts"
 HEADER_VALUE_DROPPED: Final = "forwarder.value.dropped"
+HEADER_AT: Final = "forwarder.dead_lettered_at"  # epoch milliseconds
 HEADER_NAMES: Final = (
     HEADER_STAGE,
     HEADER_CLASS,
@@ -42,6 +45,7 @@ HEADER_NAMES: Final = (
     HEADER_PARTITION,
     HEADER_OFFSET,
     HEADER_ATTEMPTS,
+    HEADER_AT,
 )
 MAX_HEADER_MESSAGE: Final = 2000
 RETRY_BASE_S: Final = 0.5
@@ -67,14 +71,17 @@ class _Record:
         self.attempts = 0
 
 
+def header_list(message: Message) -> list[tuple[str, str | bytes | None]]:
+    """A message's headers as a list of pairs (librdkafka may hand them over as a dict)."""
+    original = message.headers() or []
+    return list(original.items()) if isinstance(original, dict) else list(original)
+
+
 def dead_letter_headers(
     message: Message, stage: str, error_class: str, error_message: str, attempts: int
 ) -> list[tuple[str, str | bytes | None]]:
     """The original headers followed by the forwarder's reason headers."""
-    original = message.headers() or []
-    headers: list[tuple[str, str | bytes | None]] = (
-        list(original.items()) if isinstance(original, dict) else list(original)
-    )
+    headers = header_list(message)
     headers += [
         (HEADER_STAGE, stage.encode()),
         (HEADER_CLASS, error_class.encode()),
@@ -83,6 +90,7 @@ def dead_letter_headers(
         (HEADER_PARTITION, str(message.partition()).encode()),
         (HEADER_OFFSET, str(message.offset()).encode()),
         (HEADER_ATTEMPTS, str(attempts).encode()),
+        (HEADER_AT, str(int(time.time() * 1000)).encode()),
     ]
     return headers
 
@@ -103,7 +111,7 @@ class DeadLetterWriter:
             **cfg.dead_letter.producer,
         }
         conf.pop("group.instance.id", None)
-        self._producer = Producer(conf)
+        self._producer = Producer(conf, logger=kafka_logger())
         self._on_written = on_written or (lambda stage: None)
         self.pending = 0  # records written and not yet acknowledged
 

@@ -87,6 +87,11 @@ class Metrics:
         self.rebalances = Counter(
             "forwarder_rebalances", "Partition assignment changes, by kind.", ["kind"], registry=r
         )
+        self.rate_limit = Gauge(
+            "forwarder_rate_limit_calls_per_second",
+            "Current client-side limit of PutEvents calls/s (0: none); lowered by throttling.",
+            registry=r,
+        )
         self.outage = Gauge(
             "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
         )
@@ -102,6 +107,22 @@ class Metrics:
     def outage_changed(self, active: bool) -> None:
         """The service entered or left an outage."""
         self.outage.set(1 if active else 0)
+
+
+def counter_total(counter: Counter) -> float:
+    """The current value of an unlabelled counter."""
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def counter_by_label(counter: Counter, label: str) -> dict[str, float]:
+    """The current values of a labelled counter, by one label."""
+    out: dict[str, float] = {}
+    for metric in counter.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                key = sample.labels[label]
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
 
 
 class HealthSource(Protocol):

@@ -1,0 +1,325 @@
+"""Replay: re-drive dead-lettered records through the same pipeline, after a fix to mapping or quota.
+
+``forwarder replay --config F --from-dead-letter [--stage S ...] [--since TIME] [--dry-run]`` reads the
+dead-letter topic up to its end as it is when the replay starts, rebuilds each original message (its
+key, value, headers and timestamp, and its original topic/partition/offset from the forwarder's headers)
+and hands it to the same decode → batch → send → dead-letter path as the daemon. Because the original
+coordinates come back, a message without an ``eventId`` gets the same derived id as the first time, so
+the service does not count a replayed event twice.
+
+Progress is committed under the group ``<kafka.group_id>.replay`` (or ``--group``): a replay stopped half
+way resumes where it stopped, and a second replay does not re-send what the first finished. Records that
+fail again go back to the dead-letter topic with their new reason (after the snapshot end, so this run
+does not read them again). ``--dry-run`` sends nothing and commits nothing: it decodes each record with
+the current mapping and reports what would happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from forwarder.config import Config
+from forwarder.dead_letter import (
+    HEADER_AT,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_STAGE,
+    HEADER_TOPIC,
+    HEADER_VALUE_DROPPED,
+    header_list,
+)
+from forwarder.decode import Decoder, Rejection
+from forwarder.metrics import counter_by_label, counter_total
+
+if TYPE_CHECKING:
+    from forwarder.app import App
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 5.0
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> int:
+    """``--since`` as epoch milliseconds: ISO-8601 (``2026-11-29T08:00Z``) or an age (``90m``, ``2h``, ``1d``)."""
+    now = time.time() if now is None else now
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return int((now - float(match.group(1)) * _UNIT_S[match.group(2)]) * 1000)
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since: {text!r} is neither ISO-8601 nor an age like 2h"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _header(record: Message, name: str) -> str | None:
+    for key, value in header_list(record):
+        if key == name:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def original_message(record: Message) -> Message | None:
+    """The message a dead-letter record was made from, or None when it cannot be rebuilt."""
+    topic = _header(record, HEADER_TOPIC)
+    partition = _header(record, HEADER_PARTITION)
+    offset = _header(record, HEADER_OFFSET)
+    if topic is None or partition is None or offset is None or _header(record, HEADER_VALUE_DROPPED):
+        return None
+    headers = [(k, v) for k, v in header_list(record) if not k.startswith("forwarder.")]
+    return Message(
+        topic=topic,
+        partition=int(partition),
+        offset=int(offset),
+        key=record.key(),
+        value=record.value(),
+        headers=headers,
+        timestamp=record.timestamp(),
+    )
+
+
+class ReplaySelection:
+    """Which dead-letter records a replay takes: by stage and by when they were dead-lettered."""
+
+    def __init__(self, stages: list[str] | None, since_ms: int | None) -> None:
+        self.stages = set(stages) if stages else None
+        self.since_ms = since_ms
+        self.counts: Counter[str] = Counter()
+
+    def pick(self, record: Message) -> Message | None:
+        """The original message to replay, or None (counted by reason) when it is not picked."""
+        self.counts["read"] += 1
+        if self.stages is not None and _header(record, HEADER_STAGE) not in self.stages:
+            self.counts["other stage"] += 1
+            return None
+        if self.since_ms is not None:
+            at = _header(record, HEADER_AT)
+            when = int(at) if at and at.isdigit() else record.timestamp()[1]
+            if when < self.since_ms:
+                self.counts["before --since"] += 1
+                return None
+        original = original_message(record)
+        if original is None:
+            self.counts["not replayable (no original coordinates or value)"] += 1
+            return None
+        self.counts["replayed"] += 1
+        return original
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def show(self, done: int, detail: str = "", final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < (0.25 if self._tty else PROGRESS_EVERY_S):
+            return
+        self._last = now
+        pct = 100.0 * done / self.total if self.total else 100.0
+        if self._tty:
+            width = 30
+            filled = int(width * pct / 100)
+            bar = "#" * filled + "-" * (width - filled)
+            end = "\n" if final else ""
+            print(
+                f"\rreplay [{bar}] {done}/{self.total} ({pct:.0f}%) {detail}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            log.info("replay: %d/%d records (%.0f%%) %s", done, self.total, pct, detail)
+
+
+class ReplayHooks:
+    """Turns the daemon into a bounded replay of the dead-letter topic (see :class:`forwarder.app.Hooks`)."""
+
+    def __init__(
+        self, selection: ReplaySelection, ends: dict[int, int], starts: dict[int, int], topic: str
+    ) -> None:
+        self.selection = selection
+        self.topic = topic
+        self.ends = ends  # partition -> high watermark when the replay started
+        self.starts = starts  # partition -> where the replay group had got to
+        self.total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
+        self._progress = _Progress(self.total)
+
+    def accept(self, message: Message) -> bool:
+        """Only records that were there when the replay started."""
+        return (message.offset() or 0) < self.ends.get(message.partition() or 0, 0)
+
+    def prepare(self, message: Message) -> Message | None:
+        """The original message, if picked."""
+        return self.selection.pick(message)
+
+    def finished(self, app: App) -> bool:
+        """Every partition finished up to its snapshot end, and nothing left in flight."""
+        for partition, end in self.ends.items():
+            if self.starts.get(partition, 0) >= end:
+                continue  # nothing to read there
+            state = app.tracker.get((self.topic, partition))
+            if state is None or state.unfinished:
+                return False
+            position = state.position
+            if position is None or position < end:
+                return False
+        return app.load() == 0
+
+    def progress(self, app: App) -> None:
+        """A bar on a terminal, a log line every few seconds otherwise."""
+        done = self.selection.counts["read"]
+        self._progress.show(done, f"{counter_total(app.metrics.events_sent):.0f} accepted")
+
+    def report(self, app: App) -> str:
+        """What the replay did, in one paragraph."""
+        self._progress.show(self.selection.counts["read"], final=True)
+        sent = int(counter_total(app.metrics.events_sent))
+        again = {
+            stage: int(n) for stage, n in counter_by_label(app.metrics.dead_lettered, "stage").items() if n
+        }
+        parts = [f"{n} {reason}" for reason, n in sorted(self.selection.counts.items())]
+        return (
+            f"replay of {self.topic}: {'; '.join(parts) or 'nothing to read'}; "
+            f"{sent} accepted by PutEvents; "
+            f"{sum(again.values())} dead-lettered again"
+            + (f" ({', '.join(f'{s}: {n}' for s, n in sorted(again.items()))})" if again else "")
+        )
+
+
+def _snapshot(cfg: Config, group: str) -> tuple[dict[int, int], dict[int, int]]:
+    """High watermarks and the replay group's committed offsets of the dead-letter topic."""
+    topic = cfg.dead_letter.topic
+    consumer = Consumer(
+        {
+            **cfg.kafka.client,
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=15).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise SystemExit(f"dead-letter topic {topic} not found on {cfg.kafka.bootstrap_servers}")
+        partitions = sorted(metadata.partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in partitions
+        }
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
+        starts = {tp.partition: max(tp.offset, 0) for tp in committed}
+        return ends, starts
+    finally:
+        consumer.close()
+
+
+def _dry_run(cfg: Config, selection: ReplaySelection, ends: dict[int, int], starts: dict[int, int]) -> int:
+    topic = cfg.dead_letter.topic
+    decoder = Decoder(cfg.mapping, cfg.personalize.tracking_id)
+    consumer = Consumer(
+        {
+            **cfg.kafka.client,
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "group.id": f"{cfg.kafka.group_id}.replay-dry-run",
+            "enable.auto.commit": False,
+        }
+    )
+    outcomes: Counter[str] = Counter()
+    total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
+    progress = _Progress(total)
+    try:
+        consumer.assign([TopicPartition(topic, p, starts.get(p, 0) or OFFSET_BEGINNING) for p in ends])
+        remaining = {p for p, end in ends.items() if end > starts.get(p, 0)}
+        idle_since = time.monotonic()
+        while remaining and time.monotonic() - idle_since < 30:
+            for record in consumer.consume(500, 0.5):
+                if record.error() is not None:
+                    continue
+                idle_since = time.monotonic()
+                partition, offset = record.partition() or 0, record.offset() or 0
+                if offset >= ends[partition]:
+                    remaining.discard(partition)
+                    continue
+                if offset == ends[partition] - 1:
+                    remaining.discard(partition)
+                original = selection.pick(record)
+                if original is not None:
+                    result = decoder.decode(original)
+                    if isinstance(result, Rejection):
+                        outcomes[f"would be dead-lettered again ({result.stage}: {result.message[:80]})"] += 1
+                    else:
+                        outcomes["would be sent"] += 1
+            progress.show(selection.counts["read"])
+    finally:
+        consumer.close()
+    progress.show(selection.counts["read"], final=True)
+    print(f"dry run of {topic}: nothing sent, nothing committed")
+    for reason, n in sorted(selection.counts.items()):
+        print(f"  {n:>8}  {reason}")
+    for outcome, n in outcomes.most_common():
+        print(f"  {n:>8}  {outcome}")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``forwarder replay``."""
+    parser.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    parser.add_argument(
+        "--from-dead-letter",
+        action="store_true",
+        required=True,
+        help="read the configured dead_letter.topic (the only source for now; stated for clarity)",
+    )
+    parser.add_argument(
+        "--stage",
+        action="append",
+        choices=["decode", "validate", "api", "retry_exhausted"],
+        help="only records dead-lettered at this stage (repeatable)",
+    )
+    parser.add_argument(
+        "--since", type=parse_since, help="only records dead-lettered since: ISO-8601 or an age (2h)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="decode and report; send and commit nothing")
+    parser.add_argument(
+        "--group", help="consumer group for the replay's progress (default: <group_id>.replay)"
+    )
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    """Run a replay; exit 0 when every picked record was accepted or dead-lettered again."""
+    from forwarder.app import App  # noqa: PLC0415 - app imports this module's types
+
+    group = args.group or f"{cfg.kafka.group_id}.replay"
+    selection = ReplaySelection(args.stage, args.since)
+    ends, starts = _snapshot(cfg, group)
+    if args.dry_run:
+        return _dry_run(cfg, selection, ends, starts)
+    replay_cfg = cfg.model_copy(
+        update={
+            "kafka": cfg.kafka.model_copy(update={"topics": [cfg.dead_letter.topic], "group_id": group}),
+            # A replay runs beside the daemon: it must not take the daemon's metrics port.
+            "observability": cfg.observability.model_copy(update={"port": None}),
+        }
+    )
+    hooks = ReplayHooks(selection, ends, starts, cfg.dead_letter.topic)
+    log.info("replaying %d records of %s (group %s)", hooks.total, cfg.dead_letter.topic, group)
+    app = App(replay_cfg, hooks=hooks)
+    code = asyncio.run(app.run())
+    print(hooks.report(app))
+    return code
