@@ -8,9 +8,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +54,36 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout
     return proc.returncode
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A replica's /metrics as {"name{labels}": value} (comments dropped)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def probe(port: int, path: str) -> int:
+    """The HTTP status of a probe endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -78,13 +110,20 @@ def delete_topic(bootstrap: str, name: str) -> None:
     wait_for(lambda: name not in admin.list_topics(timeout=5).topics, 30, what=f"{name} deleted")
 
 
+Record = (
+    tuple[bytes | None, bytes | None]
+    | tuple[bytes | None, bytes | None, int]
+    | tuple[bytes | None, bytes | None, int, list[tuple[str, str | bytes | None]]]
+)
+
+
 def produce(
     bootstrap: str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, int]],
-    headers: list[tuple[str, bytes]] | None = None,
+    records: Iterable[Record],
+    headers: list[tuple[str, str | bytes | None]] | None = None,
 ) -> int:
-    """Produce (key, value[, partition]) records, wait for every acknowledgement; return the count."""
+    """Produce (key, value[, partition[, headers]]) records, wait for every acknowledgement; return the count."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
     failures: list[str] = []
 
@@ -95,10 +134,11 @@ def produce(
     count = 0
     for record in records:
         kwargs: dict[str, Any] = {"key": record[0], "value": record[1], "on_delivery": delivered}
-        if len(record) == 3:
+        if len(record) >= 3:
             kwargs["partition"] = record[2]
-        if headers:
-            kwargs["headers"] = headers
+        own_headers = record[3] if len(record) == 4 else None
+        if own_headers or headers:
+            kwargs["headers"] = own_headers or headers
         while True:
             try:
                 producer.produce(topic, **kwargs)
@@ -154,6 +194,13 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         return {tp.partition: tp.offset for tp in tps}
     finally:
         consumer.close()
+
+
+def fully_committed(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether the group committed every partition to its end (an empty partition needs no commit)."""
+    ends = end_offsets(bootstrap, topic)
+    done = committed(bootstrap, group, topic)
+    return all(max(done.get(p, 0), 0) == end for p, end in ends.items())
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -277,6 +324,9 @@ class ForwarderConfig:
     endpoint: str
     tracking_id: str = "tracking-test"
     extra: dict[str, Any] = field(default_factory=dict)
+    client: dict[str, Any] = field(
+        default_factory=lambda: {"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000}
+    )
 
     def data(self) -> dict[str, Any]:
         """The configuration as a mapping."""
@@ -286,7 +336,7 @@ class ForwarderConfig:
                 "topics": self.topics,
                 "group_id": self.group,
                 "commit_interval_ms": 200,
-                "client": {"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000},
+                "client": self.client,
             },
             "personalize": {
                 "tracking_id": self.tracking_id,
@@ -302,6 +352,10 @@ class ForwarderConfig:
             "logging": {"level": "INFO"},
         }
         return _merge(data, self.extra)
+
+    def config_path(self, directory: Path, name: str = "replica") -> Path:
+        """Where :func:`start_forwarder` wrote this configuration (written again here)."""
+        return self.write(directory / f"{name}.yaml")
 
     def write(self, path: Path) -> Path:
         """Write the YAML file."""
