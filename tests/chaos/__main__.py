@@ -1,0 +1,82 @@
+"""``python -m tests.chaos``: the full chaos run on its own Kafka (started and stopped here), one table.
+
+Exit status 1 if any event was lost. ``--events`` and ``--produce-seconds`` size it; see docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.chaos.run import BrokerControl, ChaosSettings, run_chaos
+from tests.support import REPO
+
+
+def _script(command: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [str(REPO / "scripts" / "kafka-local"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"scripts/kafka-local {command} failed:\n{result.stderr[-2000:]}")
+    return result.stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--produce-seconds", type=float, default=90.0)
+    parser.add_argument("--kill-every", type=float, default=10.0)
+    parser.add_argument("--time-limit", type=float, default=540.0)
+    parser.add_argument("--kafka-port", default=os.environ.get("CHAOS_KAFKA_PORT", "39092"))
+    args = parser.parse_args()
+
+    data = REPO / ".local" / f"kafka-chaos-{args.kafka_port}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {**os.environ, "KAFKA_PORT": args.kafka_port, "KAFKA_DATA_DIR": str(data), "PYTHON": sys.executable}
+    bootstrap = _script("start", env).splitlines()[-1]
+
+    def restart() -> None:
+        _script("stop", env)
+        _script("start", env)
+
+    settings = ChaosSettings(
+        events=args.events,
+        partitions=args.partitions,
+        replicas=args.replicas,
+        produce_seconds=args.produce_seconds,
+        kill_every_s=args.kill_every,
+        time_limit_s=args.time_limit,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as work:
+            result = run_chaos(
+                BrokerControl(bootstrap, restart), Path(work), settings, say=lambda s: print(s, flush=True)
+            )
+    finally:
+        _script("stop", env)
+    print("\nfaults injected:")
+    for fault in result.faults:
+        print(f"  {fault}")
+    print(f"emulator: {result.emulator_stats}")
+    print()
+    print(result.table())
+    if result.lost:
+        print(f"\nLOST {result.lost} events, e.g. {result.lost_ids}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
