@@ -1,0 +1,37 @@
+# Two commands on a fresh machine (Python 3.11+, Java 17+, Maven; no Docker, no AWS account):
+#   make run    the whole pipeline locally: Kafka, the PutEvents emulator, sample events, the forwarder
+#   make test   lint, types and the whole test suite against a real Kafka and the emulator
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint unit venv stop clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	PYTHON_VENV=$(VENV) scripts/run-local
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit -q
+
+test: lint
+	PYTHON=$(BIN)/python $(BIN)/python -m pytest
+
+stop:
+	scripts/kafka-local stop
+
+clean: stop
+	rm -rf .local $(VENV)
