@@ -1,0 +1,143 @@
+"""Both PutEvents transports against the emulator, with the same tests: the same request on the wire,
+and the same three kinds of failure for every error the service answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Message
+
+from forwarder.config import MappingConfig, PersonalizeConfig
+from forwarder.decode import Decoder, Event, SessionKey
+from forwarder.send import InvalidInput, Outage, PutEventsError, Retryable, make_transport
+from tests.support import AWS_TEST_ENV, EmulatorProcess, start_emulator
+
+TRANSPORTS = ["boto3", "fast"]
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    process = start_emulator(tmp_path, "--tracking-id", "trk")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def _events(n: int, **extra: Any) -> list[Event]:
+    decoder = Decoder(MappingConfig(), "trk")
+    out = []
+    for i in range(n):
+        value = {
+            "sessionId": "s1",
+            "userId": "u1",
+            "eventType": "click",
+            "itemId": f"item-{i}",
+            "sentAt": 1714566896.25 + i,
+            "properties": {"n": i, "text": "caf\u00e9 \U0001f600"},
+            "impression": ["a", "b"],
+            "recommendationId": "RID-1",
+            "eventValue": 2.5,
+            "metricAttribution": {"eventAttributionSource": "SourceA"},
+            **extra,
+        }
+        event = decoder.decode(Message(topic="t", partition=0, offset=i, value=json.dumps(value).encode()))
+        assert isinstance(event, Event)
+        out.append(event)
+    return out
+
+
+def _put(
+    emulator: EmulatorProcess, transport: str, events: list[Event], key: SessionKey | None = None
+) -> None:
+    cfg = PersonalizeConfig(
+        tracking_id="trk",
+        region="us-east-1",
+        endpoint_url=emulator.url,
+        transport=transport,
+        request_timeout_s=3,
+    )
+
+    async def go() -> None:
+        sender = make_transport(cfg)
+        try:
+            await sender.put_events(key or events[0].key, events)
+        finally:
+            await sender.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_request_on_the_wire_is_what_boto3_sends(emulator: EmulatorProcess, transport: str) -> None:
+    events = _events(10)
+    _put(emulator, transport, events)
+    (call,) = emulator.calls()
+    assert call["trackingId"] == "trk"
+    assert call["sessionId"] == "s1"
+    assert call["userId"] == "u1"
+    assert len(call["eventList"]) == 10
+    for sent, wire in zip(events, call["eventList"], strict=True):
+        assert wire.keys() == sent.wire.keys()
+        assert wire["sentAt"] == pytest.approx(sent.wire["sentAt"], abs=1e-3)
+        assert {k: v for k, v in wire.items() if k != "sentAt"} == {
+            k: v for k, v in sent.wire.items() if k != "sentAt"
+        }
+
+
+def test_both_transports_send_the_same_body(emulator: EmulatorProcess) -> None:
+    events = _events(3)
+    anonymous = SessionKey("trk", None, "s-anon")
+    for transport in TRANSPORTS:
+        _put(emulator, transport, events, anonymous)
+    boto, fast = emulator.calls()
+    assert "userId" not in boto
+    assert "userId" not in fast
+    assert json.dumps(boto, sort_keys=True) == json.dumps(fast, sort_keys=True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("faults", "kind", "code"),
+    [
+        ({"reject_item_ids": ["item-1"]}, InvalidInput, "InvalidInputException"),
+        ({"throttle_rate": 1.0}, Retryable, "ThrottlingException"),
+        ({"error_rate": 1.0}, Retryable, None),
+        ({"drop_rate": 1.0}, Retryable, None),
+        ({"tracking_ids": ["someone-else"]}, Outage, "ResourceNotFoundException"),
+        ({"access_denied": True}, Outage, "AccessDeniedException"),
+    ],
+)
+def test_every_error_maps_to_the_same_kind(
+    emulator: EmulatorProcess, transport: str, faults: dict[str, Any], kind: type, code: str | None
+) -> None:
+    emulator.set_faults(**faults)
+    with pytest.raises(PutEventsError) as info:
+        _put(emulator, transport, _events(3))
+    assert type(info.value) is kind, info.value
+    if code is not None:
+        assert info.value.code == code
+    if kind is Retryable and code == "ThrottlingException":
+        assert isinstance(info.value, Retryable)
+        assert info.value.throttled
+    assert emulator.calls() == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_service_message_names_the_field(emulator: EmulatorProcess, transport: str) -> None:
+    emulator.set_faults(reject_item_ids=["item-2"])
+    with pytest.raises(InvalidInput) as info:
+        _put(emulator, transport, _events(3))
+    assert "eventList[2].itemId" in info.value.message
