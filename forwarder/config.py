@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -81,7 +82,7 @@ class KafkaConfig(_Section):
         default=1000, ge=1, le=100_000, description="Most messages taken from the client per poll."
     )
     commit_interval_ms: int = Field(
-        default=1000, ge=10, description="How often finished offsets are committed (asynchronously)."
+        default=1000, ge=10, description="How often finished offsets are committed (off the event loop)."
     )
 
     @field_validator("topics", mode="before")
@@ -180,20 +181,28 @@ class DeadLetterConfig(_Section):
 
 
 class MappingFields(_Section):
-    """Where each PutEvents field is found in a message: a dotted path (`context.session.id`)."""
+    """Where each PutEvents field is found in a message: a dotted path (`context.session.id`).
 
-    trackingId: str | None = None
-    userId: str | None = None
-    sessionId: str | None = None
-    eventType: str | None = None
-    eventId: str | None = None
-    eventValue: str | None = None
-    itemId: str | None = None
-    sentAt: str | None = None
-    properties: str | None = None
-    impression: str | None = None
-    recommendationId: str | None = None
-    eventAttributionSource: str | None = None
+    The keys are PutEvents' own field names (camelCase), the names users know from the API.
+    """
+
+    trackingId: str | None = Field(default=None, description="Path of `trackingId` (default `trackingId`).")
+    userId: str | None = Field(default=None, description="Path of `userId` (default `userId`).")
+    sessionId: str | None = Field(default=None, description="Path of `sessionId` (default `sessionId`).")
+    eventType: str | None = Field(default=None, description="Path of `eventType` (default `eventType`).")
+    eventId: str | None = Field(default=None, description="Path of `eventId` (default `eventId`).")
+    eventValue: str | None = Field(default=None, description="Path of `eventValue` (default `eventValue`).")
+    itemId: str | None = Field(default=None, description="Path of `itemId` (default `itemId`).")
+    sentAt: str | None = Field(default=None, description="Path of `sentAt` (default `sentAt`).")
+    properties: str | None = Field(default=None, description="Path of `properties` (default `properties`).")
+    impression: str | None = Field(default=None, description="Path of `impression` (default `impression`).")
+    recommendationId: str | None = Field(
+        default=None, description="Path of `recommendationId` (default `recommendationId`)."
+    )
+    eventAttributionSource: str | None = Field(
+        default=None,
+        description="Path of `eventAttributionSource` (default `metricAttribution.eventAttributionSource`).",
+    )
 
 
 class MappingConfig(_Section):
@@ -356,3 +365,74 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 def redact(props: Mapping[str, object]) -> dict[str, object]:
     """A copy of librdkafka properties safe to log: secret-looking values replaced by ``***``."""
     return {k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in props.items()}
+
+
+def _type_name(annotation: Any) -> str:
+    """A short human name for a field's type: ``list of str``, ``int or null``, ```a`, `b```."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return " or ".join(f"`{a}`" for a in args)
+    if origin in (Union, UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return "mapping (librdkafka properties)"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every key, its type, default, environment variable and meaning.
+
+    Generated from the schema itself (``python -m forwarder.config``), so the reference cannot drift.
+    """
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `forwarder/config.py` by `python -m forwarder.config > docs/configuration.md`;",
+        "a test fails when this file and the schema disagree. Every key can be set in the YAML file or in",
+        "the environment (`FORWARDER__SECTION__KEY`, case-insensitive; inside `kafka.client` and",
+        "`dead_letter.producer`, `_` stands for librdkafka's `.`). Unknown keys are errors.",
+        "`forwarder check-config --config FILE` checks a file and names each problem by its dotted path.",
+        "",
+    ]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        rows: list[str] = []
+        nested: list[tuple[type[BaseModel], str]] = []
+        for name, info in model.model_fields.items():
+            path = f"{prefix}{name}"
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((annotation, f"{path}."))
+                continue
+            if info.is_required():
+                default = "**required**"
+            elif info.default_factory is not None:
+                default = f"`{info.default_factory()!r}`"  # type: ignore[call-arg]
+            else:
+                default = f"`{info.default!r}`" if info.default is not None else "`null`"
+            env = ENV_PREFIX + path.upper().replace(".", "__")
+            if get_origin(annotation) is dict:
+                env += "__<PROPERTY>"
+            description = (info.description or "").replace("|", "\\|")
+            kind = _type_name(annotation)
+            rows.append(f"| `{path}` | {kind} | {default} | `{env}` | {description} |")
+        if rows:
+            title = prefix.rstrip(".") or "(top level)"
+            doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+            lines.extend([f"## `{title}`", "", doc, "", "| key | type | default | environment | meaning |"])
+            lines.append("| --- | --- | --- | --- | --- |")
+            lines.extend(rows)
+            lines.append("")
+        for sub, sub_prefix in nested:
+            walk(sub, sub_prefix)
+
+    walk(Config, "")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -120,3 +120,12 @@ def test_redact_hides_secret_looking_properties() -> None:
         "ssl.key.password": "***",
         "sasl.username": "u",
     }
+
+
+def test_the_configuration_reference_is_generated_from_the_schema() -> None:
+    from forwarder.config import reference_markdown  # noqa: PLC0415
+
+    written = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert written == reference_markdown(), "run: python -m forwarder.config > docs/configuration.md"
+    for key in ("kafka.bootstrap_servers", "personalize.max_calls_per_second", "mapping.fields.sessionId"):
+        assert f"`{key}`" in written
