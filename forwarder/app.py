@@ -284,6 +284,7 @@ class App(RebalanceHandler):
                 failure.error_class,
                 failure.message,
                 failure.attempts,
+                ev.key.session_id,
             )
         if exhausted:
             self.metrics.batches_exhausted.inc()
@@ -313,10 +314,19 @@ class App(RebalanceHandler):
         error_class: str,
         message: str,
         attempts: int,
+        session_id: str | None = None,
     ) -> None:
         """Dead-letter ``msg`` (its content); finish ``offset`` of ``origin`` once the broker has it."""
         assert self._dlq is not None
-        self._dlq.write(msg, stage, error_class, message, attempts, on_done=lambda: origin.finish(offset))
+        self._dlq.write(
+            msg,
+            stage,
+            error_class,
+            message,
+            attempts,
+            on_done=lambda: origin.finish(offset),
+            session_id=session_id,
+        )
 
     def _dead_lettered(self, stage: str) -> None:
         self.metrics.dead_lettered.labels(stage).inc()

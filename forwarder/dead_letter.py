@@ -48,6 +48,7 @@ HEADER_NAMES: Final = (
     HEADER_AT,
 )
 MAX_HEADER_MESSAGE: Final = 2000
+MAX_LOGGED_PAYLOAD: Final = 2000
 RETRY_BASE_S: Final = 0.5
 RETRY_MAX_S: Final = 30.0
 
@@ -100,6 +101,7 @@ class DeadLetterWriter:
 
     def __init__(self, cfg: Config, on_written: Callable[[str], None] | None = None) -> None:
         self.topic = cfg.dead_letter.topic
+        self._include_payloads = cfg.logging.include_payloads
         conf: dict[str, Any] = {
             "bootstrap.servers": cfg.kafka.bootstrap_servers,
             **cfg.kafka.client,
@@ -123,11 +125,31 @@ class DeadLetterWriter:
         error_message: str,
         attempts: int,
         on_done: Callable[[], None],
+        session_id: str | None = None,
     ) -> None:
-        """Produce the dead-letter record; ``on_done`` runs once the broker acknowledged it."""
+        """Produce the dead-letter record; ``on_done`` runs once the broker acknowledged it.
+
+        One log line says so, with the message's coordinates as structured fields; the message body only
+        with ``logging.include_payloads`` (it may hold personal data).
+        """
         headers = dead_letter_headers(message, stage, error_class, error_message, attempts)
         record = _Record(message, headers, on_done)
         self.pending += 1
+        context: dict[str, object] = {
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "stage": stage,
+            "error_class": error_class,
+            "attempts": attempts,
+        }
+        if session_id is not None:
+            context["session_id"] = session_id
+        if self._include_payloads:
+            value = message.value()
+            context["payload"] = (
+                value[:MAX_LOGGED_PAYLOAD].decode("utf-8", "replace") if value is not None else None
+            )
         log.warning(
             "dead-lettering %s[%s]@%s stage=%s class=%s: %s",
             message.topic(),
@@ -136,6 +158,7 @@ class DeadLetterWriter:
             stage,
             error_class,
             error_message[:300],
+            extra=context,
         )
         self._produce(record, stage)
 
