@@ -188,6 +188,62 @@ class Stats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+class DelayHistogram:
+    """Delivery delay of accepted events: receipt time − ``sentAt``, in ms.
+
+    For a producer that stamps ``sentAt`` when it writes an event, this is its end-to-end latency
+    through Kafka and the forwarder. 1 ms buckets below 1 s, 10 ms buckets up to 120 s, one overflow
+    bucket; ``as_json`` gives ``{"count", "p50", "p90", "p99", "max"}`` (ms, the bucket's upper edge).
+    """
+
+    FINE_MS: Final = 1000
+    COARSE_MS: Final = 10
+    TOP_MS: Final = 120_000
+    SIZE: Final = FINE_MS + (TOP_MS - FINE_MS) // COARSE_MS + 1
+
+    def __init__(self) -> None:
+        self.counts = [0] * self.SIZE
+        self.count = 0
+        self.max_ms = 0.0
+
+    def add(self, ms: float) -> None:
+        """Count one delay (negative ones, from clock skew, count as 0)."""
+        if ms < self.FINE_MS:
+            index = max(0, int(ms))
+        else:
+            index = min(self.SIZE - 1, self.FINE_MS + int((ms - self.FINE_MS) / self.COARSE_MS))
+        self.counts[index] += 1
+        self.count += 1
+        self.max_ms = max(self.max_ms, ms)
+
+    def _edge(self, index: int) -> float:
+        if index < self.FINE_MS:
+            return float(index + 1)
+        return float(self.FINE_MS + (index - self.FINE_MS + 1) * self.COARSE_MS)
+
+    def quantile(self, q: float) -> float | None:
+        """The upper edge of the bucket holding the q-quantile; None when empty."""
+        if not self.count:
+            return None
+        rank = q * self.count
+        seen = 0
+        for index, n in enumerate(self.counts):
+            seen += n
+            if n and seen >= rank:
+                return self._edge(index)
+        return self.max_ms
+
+    def as_json(self) -> dict[str, float | int | None]:
+        """The summary served in ``GET /_emulator/stats``."""
+        return {
+            "count": self.count,
+            "p50": self.quantile(0.50),
+            "p90": self.quantile(0.90),
+            "p99": self.quantile(0.99),
+            "max": round(self.max_ms, 1) if self.count else None,
+        }
+
+
 class _Bucket:
     __slots__ = ("tokens", "updated")
 
@@ -260,6 +316,7 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stats = Stats()
+        self.delays = DelayHistogram()
         self._faults = faults or Faults()
         self._record = record
         self._clock = clock
@@ -368,7 +425,20 @@ class Emulator:
             record.flush()
         stats.accepted_calls += 1
         stats.accepted_events += len(events)
+        now_ms = time.time() * 1000
+        add_delay = self.delays.add
+        for event in events:
+            add_delay(now_ms - event["sentAt"] * 1000)
         return _ACCEPTED
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the delay histogram (between phases of a benchmark)."""
+        self.stats = Stats()
+        self.delays = DelayHistogram()
+
+    def stats_json(self) -> dict[str, object]:
+        """``GET /_emulator/stats``: the counters and ``delay_ms``."""
+        return {**self.stats.as_json(), "delay_ms": self.delays.as_json()}
 
     def _take_token(self, tracking_id: str, rps: float) -> bool:
         now = self._clock()
@@ -403,7 +473,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONTROL_METHODS: Final = {b"health": b"GET", b"stats": b"GET", b"faults": b"GET, POST"}
+_CONTROL_METHODS: Final = {b"health": b"GET", b"stats": b"GET", b"faults": b"GET, POST", b"reset": b"POST"}
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -685,7 +755,10 @@ class _Connection(asyncio.Protocol):
         if name == b"health" and method == b"GET":
             self._respond_json(200, {"status": "ok"}, head.keep_alive)
         elif name == b"stats" and method == b"GET":
-            self._respond_json(200, emulator.stats.as_json(), head.keep_alive)
+            self._respond_json(200, emulator.stats_json(), head.keep_alive)
+        elif name == b"reset" and method == b"POST":
+            emulator.reset_stats()
+            self._respond_json(200, emulator.stats_json(), head.keep_alive)
         elif name == b"faults" and method == b"GET":
             self._respond_json(200, emulator.faults.as_json(), head.keep_alive)
         elif name == b"faults" and method == b"POST":

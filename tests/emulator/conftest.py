@@ -74,10 +74,10 @@ class RunningEmulator:
     def get(self, path: str) -> Response:
         return http(f"{self.url}{path}")
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         response = self.get("/_emulator/stats")
         assert response.status == 200
-        result: dict[str, int] = response.json()
+        result: dict[str, Any] = response.json()
         return result
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:

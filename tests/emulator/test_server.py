@@ -412,7 +412,9 @@ def test_runtime_faults_and_stats(emulators: Start) -> None:
     assert settings["tracking_ids"] == ["tracking-1"]
     client.put_events(**request())
 
-    assert emulator.stats() == {
+    stats: dict[str, Any] = dict(emulator.stats())
+    assert stats.pop("delay_ms")["count"] == 5
+    assert stats == {
         "requests": 11,
         "accepted_calls": 3,
         "accepted_events": 5,
@@ -426,6 +428,24 @@ def test_runtime_faults_and_stats(emulators: Start) -> None:
         "unauthenticated": 1,
     }
     assert len(emulator.calls()) == 3
+
+
+def test_delivery_delay_and_reset(emulators: Start) -> None:
+    emulator = emulators()
+    now = time.time()
+    emulator.client.put_events(
+        **request(eventList=[event(eventId=f"d-{i}", sentAt=now - 2.0 - i / 10) for i in range(10)])
+    )
+    delay: dict[str, Any] = emulator.stats()["delay_ms"]
+    assert delay["count"] == 10
+    assert 1900 <= delay["p50"] <= 4000
+    assert delay["p99"] >= delay["p50"]
+    assert 2800 <= delay["max"] <= 6000
+    response = http(f"{emulator.url}/_emulator/reset", b"", method="POST")
+    assert response.status == 200
+    after: dict[str, Any] = dict(emulator.stats())
+    assert after["accepted_calls"] == 0
+    assert after["delay_ms"] == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
 
 
 @pytest.mark.parametrize(
