@@ -151,6 +151,73 @@ def check_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
     The size limit is checked apart, by :func:`check_event_size`, because callers that already hold
     the encoded event should not encode it twice.
     """
+    if _event_ok(ev):
+        return None
+    return explain_event(ev, path)
+
+
+def _event_ok(ev: Mapping[str, Any]) -> bool:
+    """A fast, conservative pre-check on the per-event path: True only for events :func:`explain_event`
+    accepts (a property test holds it to that). It may say False for a valid event (e.g. one with
+    metricAttribution, or str subclasses): the full check then decides. Comparisons with NaN are
+    false, so NaN never passes."""
+    if not EVENT_FIELDS.issuperset(ev):
+        return False
+    value: Any = ev.get("eventType")
+    if value.__class__ is not str or not 0 < len(value) <= MAX_ID_LENGTH:
+        return False
+    value = ev.get("sentAt")
+    if value.__class__ is not float and value.__class__ is not int:
+        return False
+    if not 0 <= value <= MAX_SENT_AT:
+        return False
+    for name, limit in _OPTIONAL_STRINGS:
+        value = ev.get(name)
+        if value is not None and (value.__class__ is not str or not 0 < len(value) <= limit):
+            return False
+    value = ev.get("properties")
+    if value is not None:
+        if value.__class__ is not str or not 0 < len(value) <= MAX_PROPERTIES_LENGTH:
+            return False
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return False
+        if parsed.__class__ is not dict:
+            return False
+        for key in parsed:
+            if key.lower() in RESERVED_PROPERTY_KEYS:
+                return False
+    value = ev.get("impression")
+    if value is not None:
+        if value.__class__ is not list or not 0 < len(value) <= MAX_IMPRESSIONS:
+            return False
+        total = len(value) - 1
+        for item in value:
+            if item.__class__ is not str or not 0 < len(item) <= MAX_ID_LENGTH:
+                return False
+            total += len(item)
+        if total > MAX_IMPRESSION_TOTAL_LENGTH:
+            return False
+    if ev.get("metricAttribution") is not None:
+        return False
+    value = ev.get("eventValue")
+    if value is not None:
+        if value.__class__ is float:
+            return bool(-math.inf < value < math.inf)
+        return value.__class__ is int and _is_finite(value)
+    return True
+
+
+_OPTIONAL_STRINGS: Final = (
+    ("eventId", MAX_ID_LENGTH),
+    ("itemId", MAX_ID_LENGTH),
+    ("recommendationId", MAX_RECOMMENDATION_ID_LENGTH),
+)
+
+
+def explain_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
+    """The full check of one event: None, or the first problem, naming its field."""
     unknown = sorted(set(ev) - EVENT_FIELDS)
     if unknown:
         return f"{path}.{unknown[0]}: unknown field"

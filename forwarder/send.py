@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -358,20 +359,34 @@ class Sender:
         result.accepted.extend(events)
 
     async def _with_retries(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
+        """Attempt the call; on a retryable failure, retry with exponential backoff and full jitter.
+
+        The first attempt runs outside tenacity: most calls succeed at once, and tenacity's asyncio
+        machinery costs ~50 µs a call (measured), a tenth of a whole call's CPU. The retries continue the
+        same schedule: before retry n (n >= 1) a uniform wait in [0, min(max, initial * 2**(n-1))].
+        """
         cfg = self._retry
-        stop = (
-            stop_never
-            if cfg.on_exhausted == "block"
-            else stop_after_attempt(cfg.max_attempts) | stop_after_delay(cfg.max_elapsed_s)
-        )
+        started = self._clock()
+        try:
+            await self._attempt(key, events, result)
+            return
+        except Retryable:
+            if cfg.on_exhausted != "block" and cfg.max_attempts <= 1:
+                raise
+        initial, ceiling = cfg.initial_backoff_ms / 1000, cfg.max_backoff_ms / 1000
+        if cfg.on_exhausted == "block":
+            stop: Any = stop_never
+        else:
+            left = max(0.0, cfg.max_elapsed_s - (self._clock() - started))
+            stop = stop_after_attempt(cfg.max_attempts - 1) | stop_after_delay(left)
         retrying = AsyncRetrying(
             stop=stop,
-            wait=wait_random_exponential(
-                multiplier=cfg.initial_backoff_ms / 1000, max=cfg.max_backoff_ms / 1000
-            ),
+            # tenacity numbers its own attempts from 1; ours are one ahead, hence the doubled multiplier.
+            wait=wait_random_exponential(multiplier=initial * 2, max=ceiling),
             retry=retry_if_exception_type(Retryable),
             reraise=True,
         )
+        await asyncio.sleep(random.uniform(0, min(ceiling, initial)))
         try:
             async for attempt in retrying:
                 with attempt:
