@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -54,9 +53,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     setup_logging(cfg.logging)
-    from forwarder.app import App  # noqa: PLC0415 - keep `check-config` and `--help` light
+    from forwarder.app import App, run_app  # noqa: PLC0415 - keep `check-config` and `--help` light
 
-    return asyncio.run(App(cfg).run())
+    return run_app(App(cfg))
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

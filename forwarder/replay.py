@@ -17,7 +17,6 @@ the current mapping and reports what would happen.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import re
 import sys
@@ -303,7 +302,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     """Run a replay; exit 0 when every picked record was accepted or dead-lettered again."""
-    from forwarder.app import App  # noqa: PLC0415 - app imports this module's types
+    from forwarder.app import App, run_app  # noqa: PLC0415 - app imports this module's types
 
     group = args.group or f"{cfg.kafka.group_id}.replay"
     selection = ReplaySelection(args.stage, args.since)
@@ -320,6 +319,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     hooks = ReplayHooks(selection, ends, starts, cfg.dead_letter.topic)
     log.info("replaying %d records of %s (group %s)", hooks.total, cfg.dead_letter.topic, group)
     app = App(replay_cfg, hooks=hooks)
-    code = asyncio.run(app.run())
+    code = run_app(app)
     print(hooks.report(app))
     return code
