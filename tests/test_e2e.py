@@ -64,7 +64,10 @@ def as_sent(ev: dict[str, Any]) -> dict[str, Any]:
     return wire
 
 
-def test_every_event_arrives_exactly_as_sent_in_session_order(bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_every_event_arrives_exactly_as_sent_in_session_order(
+    bootstrap: str, tmp_path: Path, transport: str
+) -> None:
     topic = create_topic(bootstrap, unique("e2e"), partitions=4)
     dlq = create_topic(bootstrap, unique("e2e-dlq"))
     events = make_events(3000, sessions=150)
@@ -73,7 +76,12 @@ def test_every_event_arrives_exactly_as_sent_in_session_order(bootstrap: str, tm
     emulator = start_emulator(tmp_path, "--tracking-id", "tracking-test")
     port = free_port()
     cfg = ForwarderConfig(
-        bootstrap, [topic], unique("g"), dlq, emulator.url, extra={"observability": {"port": port}}
+        bootstrap,
+        [topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={"observability": {"port": port}, "personalize": {"transport": transport}},
     )
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
