@@ -46,6 +46,7 @@ class AdaptiveRateLimiter:
         self._burst = burst_s
         self._next = 0.0  # virtual time at which the next call may start
         self._last_change = clock()
+        self._last_throttle = float("-inf")
         self.throttles = 0
 
     async def acquire(self) -> None:
@@ -60,20 +61,21 @@ class AdaptiveRateLimiter:
             await asyncio.sleep(start - now)
 
     def on_success(self) -> None:
-        """A call succeeded: raise the rate a step if the last change is a cooldown old."""
+        """A call succeeded: raise the rate a step if neither a throttle nor a change came for a cooldown."""
         if self.rate is None or self.ceiling is None or self.rate >= self.ceiling:
             return
         now = self._clock()
-        if now - self._last_change >= self._cooldown:
+        if now - self._last_change >= self._cooldown and now - self._last_throttle >= self._cooldown:
             self.rate = min(self.ceiling, self.rate + self._step)
             self._last_change = now
 
     def on_throttle(self) -> None:
         """The service throttled a call: lower the rate, once per cooldown, not below the floor."""
         self.throttles += 1
+        now = self._clock()
+        self._last_throttle = now
         if self.rate is None or self.floor is None:
             return
-        now = self._clock()
         if now - self._last_change >= self._cooldown:
             self.rate = max(self.floor, self.rate * self._decrease)
             self._last_change = now

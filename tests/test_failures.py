@@ -15,11 +15,13 @@ from tests.support import (
     ForwarderConfig,
     committed,
     create_topic,
+    free_port,
     fully_committed,
     headers_dict,
     produce,
     read_topic,
     running,
+    scrape,
     start_emulator,
     start_forwarder,
     unique,
@@ -249,3 +251,38 @@ def test_while_the_dead_letter_topic_is_unavailable_nothing_is_committed_past_it
         wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
         assert replica.stop() == 0
     assert [m.value() for m in dead] == [b"not json"]
+
+
+def test_a_capped_replica_backs_off_under_the_services_quota(bootstrap: str, tmp_path: Path) -> None:
+    topic = create_topic(bootstrap, unique("quota"), partitions=2)
+    dlq = create_topic(bootstrap, unique("quota-dlq"))
+    events = [_event(i, session=f"s-{i}") for i in range(600)]  # one event a session: one call each
+    produce(bootstrap, topic, [(ev["sessionId"].encode(), _encode(ev)) for ev in events])
+
+    # The service allows 50 calls/s; the replica is capped at 200 and must settle lower when throttled.
+    emulator = start_emulator(tmp_path, "--quota-rps", "50")
+    port = free_port()
+    cfg = ForwarderConfig(
+        bootstrap,
+        [topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={
+            "personalize": {"max_calls_per_second": 200, "max_in_flight": 32},
+            "batching": {"linger_ms": 20},
+            "retry": {"max_attempts": 50, "max_backoff_ms": 1000},
+            "observability": {"port": port},
+        },
+    )
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        wait_for(lambda: len(set(_accepted_ids(emulator))) >= len(events), 90, what="every event")
+        rate = scrape(port)["forwarder_rate_limit_calls_per_second"]
+        stats = emulator.stats()
+        assert replica.stop() == 0
+    assert stats["quota_throttled"] > 0, "the quota was reached"
+    assert 50 <= rate < 200, f"the cap backed off under throttling: {rate}"
+    assert stats["quota_throttled"] < stats["accepted_calls"], (
+        "backing off keeps throttling below the successes"
+    )

@@ -40,7 +40,12 @@ def test_throttling_decreases_multiplicatively_once_per_cooldown_and_recovers_ad
     limiter.on_throttle()
     limiter.on_throttle()  # a burst of throttles from concurrent calls counts once
     assert limiter.rate == pytest.approx(500.0)
-    clock.now += 1.1
+    clock.now += 0.5
+    limiter.on_throttle()  # within the cooldown of the decrease: no second decrease
+    clock.now += 0.6
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(500.0), "no increase within a cooldown of the last throttle"
+    clock.now += 0.5
     limiter.on_success()
     assert limiter.rate == pytest.approx(600.0)
     for _ in range(20):
