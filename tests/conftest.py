@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, STARTED, stop_process
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,13 @@ def bootstrap(broker: Broker) -> str:
 def work_dir(tmp_path: Path) -> Path:
     """A per-test directory for configs, logs and record files."""
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_processes() -> Iterator[None]:
+    """Whatever a test started and did not stop (it failed half way), stop it by its pid."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            stop_process(proc, timeout=15)

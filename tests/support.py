@@ -26,6 +26,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 REPO = Path(__file__).resolve().parent.parent
+# Every process the helpers below start; tests/conftest.py stops whatever is still alive after each test,
+# so a test that fails half way leaves nothing running.
+STARTED: list[subprocess.Popen[Any]] = []
 
 
 def wait_for(
@@ -282,6 +285,7 @@ def start_emulator(tmp_path: Path, *args: str) -> EmulatorProcess:
         text=True,
         cwd=REPO,
     )
+    STARTED.append(proc)
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
     line = ""
@@ -397,6 +401,7 @@ def start_forwarder(
             cwd=REPO,
             env=full_env,
         )
+    STARTED.append(proc)
     return ForwarderProcess(proc, log, config)
 
 
