@@ -104,6 +104,16 @@ def test_every_event_arrives_exactly_as_sent_in_session_order(
         assert metrics["forwarder_assigned_partitions"] == 4
         assert probe(port, "/healthz") == 200
         assert probe(port, "/readyz") == 200
+
+        def caught_up() -> bool:
+            lag = {k: v for k, v in scrape(port).items() if k.startswith("forwarder_consumer_lag{")}
+            return len(lag) == 4 and not any(lag.values())
+
+        wait_for(caught_up, 20, what="consumer lag of every partition at 0")
+        committed_series = {
+            k: v for k, v in scrape(port).items() if k.startswith("forwarder_committed_offset{")
+        }
+        assert sum(committed_series.values()) == len(events)
         assert replica.stop() == 0, replica.log_text()[-3000:]
 
     calls = emulator.calls()
