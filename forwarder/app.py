@@ -38,6 +38,7 @@ from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender, make_transport
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.05
+TICK_S = 0.05  # longest sleep of the ticker (dead-letter callbacks, backpressure, commits)
 LAG_INTERVAL_S = 5.0
 STALL_AFTER_S = 30.0  # /healthz fails when the loop has not turned for this long
 
@@ -370,7 +371,7 @@ class App(RebalanceHandler):
         assert self._dlq is not None
         assert self._sender is not None
         loop = self._loop
-        tick = min(max(self.cfg.batching.linger_ms / 4000, 0.005), 0.05)
+        tick = TICK_S
         commit_every = self.cfg.kafka.commit_interval_ms / 1000
         last_lag = 0.0
         while True:
@@ -393,7 +394,11 @@ class App(RebalanceHandler):
             self.metrics.in_flight_events.set(self.in_flight_events)
             self.metrics.paused_partitions.set(self._consumer_paused())
             self.metrics.rate_limit.set(self._sender.limiter.rate or 0)
-            await asyncio.sleep(tick)
+            # Wake for the next linger deadline rather than on a coarse grid: a batch leaves within a
+            # millisecond or two of its linger, which is what the live-latency target needs.
+            deadline = self.batcher.next_deadline()
+            wait = tick if deadline is None else min(tick, max(0.001, deadline - loop.time()))
+            await asyncio.sleep(wait)
 
     def _background(self, coro: Any) -> None:
         assert self._loop is not None
