@@ -102,6 +102,27 @@ def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
     return get
 
 
+_FIELD_ORDER: Final = (
+    "trackingId",
+    "sessionId",
+    "userId",
+    "eventType",
+    "eventId",
+    "eventValue",
+    "itemId",
+    "sentAt",
+    "properties",
+    "impression",
+    "recommendationId",
+)
+
+
+def _check_id(field: str, value: str | None) -> str | None:
+    if value is None or (value.__class__ is str and 0 < len(value) <= limits.MAX_ID_LENGTH):
+        return None  # the common case, without building the field's path
+    return limits.check_string(field, value, limits.MAX_ID_LENGTH)
+
+
 def _identifier(field: str, value: Any) -> str | None:
     """Ids may be strings or integers (numeric user ids are common); floats and bools are mistakes."""
     if value is None or isinstance(value, str):
@@ -122,7 +143,26 @@ class Decoder:
         paths = mapping.fields.model_dump()
         paths.setdefault("eventAttributionSource", None)
         defaults = {"eventAttributionSource": "metricAttribution.eventAttributionSource"}
-        self._get = {name: _getter(path or defaults.get(name, name)) for name, path in paths.items()}
+        resolved = {name: path or defaults.get(name, name) for name, path in paths.items()}
+        getters = {name: _getter(path) for name, path in resolved.items()}
+        # Where every field is a top-level key (the default mapping, and most renames), fetch them with
+        # one dict lookup each instead of a getter call: this is the hottest loop of the forwarder.
+        flat = [resolved[name] for name in _FIELD_ORDER]
+        if all("." not in path for path in flat):
+            keys = tuple(flat)
+            attribution = getters["eventAttributionSource"]
+
+            def fields(obj: dict[str, Any]) -> tuple[Any, ...]:
+                return (*map(obj.get, keys), attribution(obj))
+
+        else:
+            ordered = [getters[name] for name in _FIELD_ORDER]
+            attribution = getters["eventAttributionSource"]
+
+            def fields(obj: dict[str, Any]) -> tuple[Any, ...]:
+                return (*[getter(obj) for getter in ordered], attribution(obj))
+
+        self._fields = fields
 
     def decode(self, message: Message) -> Event | Rejection:
         """Decode and validate one message. Never raises for bad content."""
@@ -146,48 +186,61 @@ class Decoder:
             return Rejection(STAGE_VALIDATE, "InvalidField", str(exc))
 
     def _build(self, obj: dict[str, Any], message: Message) -> Event:
-        get = self._get
-        override = _identifier("trackingId", get["trackingId"](obj))
-        tracking_id = self._tracking_id if override is None else override
-        session_id = _identifier("sessionId", get["sessionId"](obj))
+        (
+            tracking_raw,
+            session_raw,
+            user_raw,
+            event_type,
+            event_id,
+            event_value,
+            item_id,
+            sent_at,
+            properties,
+            impression,
+            recommendation_id,
+            source,
+        ) = self._fields(obj)
+        tracking_id = (
+            self._tracking_id if tracking_raw is None else _identifier("trackingId", tracking_raw) or ""
+        )
+        session_id = session_raw if session_raw.__class__ is str else _identifier("sessionId", session_raw)
         if session_id is None:
             raise FieldError("sessionId: is required")
-        user_id = _identifier("userId", get["userId"](obj))
-        event_type = self._event_type or get["eventType"](obj)
+        user_id = (
+            user_raw if user_raw is None or user_raw.__class__ is str else _identifier("userId", user_raw)
+        )
+        if self._event_type is not None:
+            event_type = self._event_type
         if event_type is None:
             raise FieldError("eventType: is required")
 
-        wire: dict[str, Any] = {}
-        event_id = _identifier("eventId", get["eventId"](obj))
         if event_id is None:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             event_id = derive_event_id(topic or "", partition or 0, offset or 0)
-        wire["eventId"] = event_id
-        wire["eventType"] = event_type
-        wire["sentAt"] = self._sent_at(get["sentAt"](obj), message)
-        item_id = _identifier("itemId", get["itemId"](obj))
+        elif event_id.__class__ is not str:
+            event_id = _identifier("eventId", event_id)
+        if sent_at.__class__ is float or sent_at.__class__ is int:
+            sent_at = self._numeric_sent_at(sent_at)
+        else:
+            sent_at = self._sent_at(sent_at, message)
+        wire: dict[str, Any] = {"eventId": event_id, "eventType": event_type, "sentAt": sent_at}
         if item_id is not None:
-            wire["itemId"] = item_id
-        event_value = get["eventValue"](obj)
+            wire["itemId"] = item_id if item_id.__class__ is str else _identifier("itemId", item_id)
         if event_value is not None:
             wire["eventValue"] = event_value
-        properties = get["properties"](obj)
         if properties is not None:
             wire["properties"] = self._properties(properties)
-        impression = get["impression"](obj)
         if impression is not None:
             wire["impression"] = self._impression(impression)
-        recommendation_id = get["recommendationId"](obj)
         if recommendation_id is not None:
             wire["recommendationId"] = recommendation_id
-        source = get["eventAttributionSource"](obj)
         if source is not None:
             wire["metricAttribution"] = {"eventAttributionSource": source}
 
         problem = (
-            limits.check_string("trackingId", tracking_id, limits.MAX_ID_LENGTH)
-            or limits.check_string("sessionId", session_id, limits.MAX_ID_LENGTH)
-            or limits.check_string("userId", user_id, limits.MAX_ID_LENGTH)
+            _check_id("trackingId", tracking_id)
+            or _check_id("sessionId", session_id)
+            or _check_id("userId", user_id)
             or limits.check_event(wire, path="")
         )
         if problem:
