@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, STARTED, stop_process
+from tests.support import REPO, STARTED, kafka_script, stop_process
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,8 @@ class Broker:
     def restart(self) -> None:
         """Stop and start the script-run broker on the same data directory (for fault tests)."""
         assert self.script_env is not None, "only a broker started by scripts/kafka-local can be restarted"
-        _script("stop", self.script_env)
-        _script("start", self.script_env)
-
-
-def _script(command: str, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "kafka-local"), command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/kafka-local {command} failed:\n{result.stderr[-3000:]}")
-    return result.stdout.strip()
+        kafka_script("stop", self.script_env)
+        kafka_script("start", self.script_env)
 
 
 def _docker_answers() -> bool:
@@ -86,12 +72,12 @@ def broker() -> Iterator[Broker]:
         "KAFKA_SASL_PORT": os.environ.get("KAFKA_TEST_SASL_PORT", str(int(port) + 2)),
         "PYTHON": sys.executable,
     }
-    bootstrap = _script("start", env).splitlines()[-1]
+    bootstrap = kafka_script("start", env).splitlines()[-1]
     try:
         yield Broker(bootstrap, env)
     finally:
         with contextlib.suppress(Exception):
-            _script("stop", env)
+            kafka_script("stop", env)
 
 
 @pytest.fixture(scope="session")

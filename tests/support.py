@@ -54,7 +54,24 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
     return proc.returncode
+
+
+def kafka_script(command: str, env: dict[str, str]) -> str:
+    """Run ``scripts/kafka-local COMMAND`` with ``env``; its stdout, or an error with its stderr's tail."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "kafka-local"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/kafka-local {command} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip()
 
 
 def free_port() -> int:

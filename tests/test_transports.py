@@ -62,12 +62,14 @@ def _events(n: int, **extra: Any) -> list[Event]:
 def _put(
     emulator: EmulatorProcess, transport: str, events: list[Event], key: SessionKey | None = None
 ) -> None:
-    cfg = PersonalizeConfig(
-        tracking_id="trk",
-        region="us-east-1",
-        endpoint_url=emulator.url,
-        transport=transport,
-        request_timeout_s=3,
+    cfg = PersonalizeConfig.model_validate(
+        {
+            "tracking_id": "trk",
+            "region": "us-east-1",
+            "endpoint_url": emulator.url,
+            "transport": transport,
+            "request_timeout_s": 3,
+        }
     )
 
     async def go() -> None:

@@ -8,27 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.chaos.run import BrokerControl, ChaosSettings, run_chaos
-from tests.support import REPO
-
-
-def _script(command: str, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "kafka-local"), command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"scripts/kafka-local {command} failed:\n{result.stderr[-2000:]}")
-    return result.stdout.strip()
+from tests.support import REPO, kafka_script
 
 
 def main() -> int:
@@ -45,11 +30,11 @@ def main() -> int:
     data = REPO / ".local" / f"kafka-chaos-{args.kafka_port}"
     shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "KAFKA_PORT": args.kafka_port, "KAFKA_DATA_DIR": str(data), "PYTHON": sys.executable}
-    bootstrap = _script("start", env).splitlines()[-1]
+    bootstrap = kafka_script("start", env).splitlines()[-1]
 
     def restart() -> None:
-        _script("stop", env)
-        _script("start", env)
+        kafka_script("stop", env)
+        kafka_script("start", env)
 
     settings = ChaosSettings(
         events=args.events,
@@ -65,7 +50,7 @@ def main() -> int:
                 BrokerControl(bootstrap, restart), Path(work), settings, say=lambda s: print(s, flush=True)
             )
     finally:
-        _script("stop", env)
+        kafka_script("stop", env)
     print("\nfaults injected:")
     for fault in result.faults:
         print(f"  {fault}")

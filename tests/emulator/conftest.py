@@ -6,9 +6,7 @@ every wait is bounded in time.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import select
 import signal
@@ -29,6 +27,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
+from tests.support import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
@@ -168,22 +168,6 @@ def request_bytes(
         lines.append(f"Content-Length: {len(body)}")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-    """Signal ``proc`` by its pid and wait up to ``timeout``; SIGKILL it if it is still there."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-    return proc.returncode
 
 
 def start_emulator(directory: Path, *args: str) -> RunningEmulator:

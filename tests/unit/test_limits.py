@@ -23,14 +23,16 @@ NUMBERS = st.one_of(
 )
 ANY = st.one_of(st.none(), NUMBERS, st.text(max_size=5), st.lists(st.text(max_size=3), max_size=3))
 PROPERTIES = st.one_of(
-    st.dictionaries(st.sampled_from(["a", "userId", "Timestamp", "ok", "IMPRESSION"]), st.integers(), max_size=3).map(
-        lambda d: __import__("json").dumps(d)
+    st.dictionaries(
+        st.sampled_from(["a", "userId", "Timestamp", "ok", "IMPRESSION"]), st.integers(), max_size=3
+    ).map(lambda d: __import__("json").dumps(d)),
+    st.sampled_from(
+        ["{}", "[]", "{bad", "", '{"k":"' + "v" * 1017 + '"}', '{"k":"' + "v" * 1016 + '"}', "null"]
     ),
-    st.sampled_from(["{}", "[]", "{bad", "", '{"k":"' + "v" * 1017 + '"}', '{"k":"' + "v" * 1016 + '"}', "null"]),
 )
 IMPRESSIONS = st.one_of(
     st.lists(_near(256), max_size=27),
-    st.lists(st.sampled_from(["a", "x" * 100, "", 5]), max_size=12),  # type: ignore[list-item]
+    st.lists(st.sampled_from(["a", "x" * 100, "", 5]), max_size=12),
 )
 VALID = {
     "eventId": "t:0:1",
@@ -63,7 +65,9 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     event = dict(VALID)
     for name in draw(st.lists(st.sampled_from(sorted(MUTATIONS)), max_size=2, unique=True)):
         event[name] = draw(MUTATIONS[name])
-    for name in draw(st.lists(st.sampled_from(["eventId", "itemId", "properties", "impression", "eventValue"]))):
+    for name in draw(
+        st.lists(st.sampled_from(["eventId", "itemId", "properties", "impression", "eventValue"]))
+    ):
         event.pop(name, None)
     return event
 
