@@ -143,3 +143,14 @@ def test_the_service_message_names_the_field(emulator: EmulatorProcess, transpor
     with pytest.raises(InvalidInput) as info:
         _put(emulator, transport, _events(3))
     assert "eventList[2].itemId" in info.value.message
+
+
+def test_a_configured_proxy_is_used(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lean client speaks no proxy protocol: with a proxy configured the fast transport goes through
+    # aiohttp with the environment's proxy. This one refuses connections, so the call must fail.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(Retryable):
+        _put(emulator, "fast", _events(1))
+    assert emulator.calls() == [], "nothing reached the service around the proxy"
