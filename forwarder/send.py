@@ -184,6 +184,21 @@ class Boto3Transport:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _SigningRequest:
+    """What ``SigV4Auth.add_auth`` reads and writes of an ``AWSRequest``, without its email-based headers."""
+
+    __slots__ = ("auth_path", "body", "context", "headers", "method", "params", "url")
+
+    def __init__(self, url: str, body: bytes) -> None:
+        self.method = "POST"
+        self.url = url
+        self.body = body
+        self.headers: dict[str, str] = {"Content-Type": "application/json"}
+        self.context: dict[str, Any] = {}
+        self.params: dict[str, str] = {}
+        self.auth_path = None
+
+
 class FastTransport:
     """The same request as boto3's, built with orjson, signed with botocore's SigV4, sent over keep-alive
     connections by :class:`~forwarder.http_client.HttpClient` (aiohttp where a proxy is configured).
@@ -205,6 +220,7 @@ class FastTransport:
         self._aiohttp: aiohttp.ClientSession | None = None
         self._timeout_s = cfg.request_timeout_s
         self._limit = cfg.max_in_flight
+        self._light_signing = True
         if proxy_configured(self._url):
             log.info(
                 "an HTTP(S) proxy is configured for %s: the fast transport sends through aiohttp", self._url
@@ -213,12 +229,28 @@ class FastTransport:
             self._lean = HttpClient(base, max_connections=cfg.max_in_flight, timeout_s=cfg.request_timeout_s)
 
     def _signed_headers(self, body: bytes) -> dict[str, str]:
+        """The request's headers signed by botocore's ``SigV4Auth.add_auth``.
+
+        It signs a light stand-in for ``AWSRequest`` (plain dict headers): the same algorithm and the same
+        signature (a test compares them byte for byte), ~25 % less CPU. Should a botocore release need
+        more of ``AWSRequest`` than the stand-in has, signing falls back to ``AWSRequest`` for good.
+        """
         if self._credentials is None:
             raise Outage("NoCredentials", "no AWS credentials found by boto3's default chain")
+        signer = SigV4Auth(self._credentials.get_frozen_credentials(), "personalize", self._region)
+        if self._light_signing:
+            request: Any = _SigningRequest(self._url, body)
+            try:
+                signer.add_auth(request)
+                headers: dict[str, str] = request.headers
+                return headers
+            except AttributeError as exc:
+                log.warning("botocore's signer needs a full AWSRequest (%s); using it from now on", exc)
+                self._light_signing = False
         request = AWSRequest(
             method="POST", url=self._url, data=body, headers={"Content-Type": "application/json"}
         )
-        SigV4Auth(self._credentials.get_frozen_credentials(), "personalize", self._region).add_auth(request)
+        signer.add_auth(request)
         return dict(request.headers.items())
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
