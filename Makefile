@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit venv stop clean
+.PHONY: run test lint unit bench chaos venv stop clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -29,6 +29,12 @@ unit: venv
 
 test: lint
 	PYTHON=$(BIN)/python $(BIN)/python -m pytest
+
+bench: venv
+	bench/run
+
+chaos: venv
+	$(BIN)/python -m tests.chaos
 
 stop:
 	scripts/kafka-local stop
