@@ -230,7 +230,7 @@ class LimitsConfig(_Section):
     """Memory bounds."""
 
     max_buffered_events: int = Field(
-        default=10_000,
+        default=20_000,
         ge=10,
         description="Buffered + in-flight events above which consumption pauses (it resumes below half).",
     )
