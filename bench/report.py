@@ -1,0 +1,326 @@
+"""The one results table, the target checks under it, and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KIB_PER_MB = 1024
+
+
+@dataclass
+class Row:
+    """One system on one workload at one emulator latency, measured over a steady-state window."""
+
+    workload: str  # catch-up | live <rate> | ceiling
+    latency_ms: float
+    system: str  # forwarder fast | forwarder boto3 | baseline A | baseline B | ceiling ...
+    seconds: float
+    events: int
+    calls: int
+    best_mean: float | None = None  # best possible events per call for this trace
+    cpu_s: float | None = None  # CPU-seconds of the measured process in the window
+    peak_rss_kib: int | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    emulator_cores: float | None = None
+    kafka_cores: float | None = None
+    other_cores: float | None = None
+    notes: list[str] = field(default_factory=list)
+    run_events: int | None = None  # live: every event of the run (for the mean batch), not just the window
+    run_calls: int | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.calls / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_batch(self) -> float | None:
+        if self.run_events is not None and self.run_calls:
+            return self.run_events / self.run_calls
+        return self.events / self.calls if self.calls else None
+
+    @property
+    def pct_of_best(self) -> float | None:
+        mean = self.mean_batch
+        return None if mean is None or not self.best_mean else 100.0 * mean / self.best_mean
+
+    @property
+    def cpu_per_10k(self) -> float | None:
+        return None if self.cpu_s is None or not self.events else self.cpu_s * 10_000 / self.events
+
+    @property
+    def events_per_cpu_s(self) -> float | None:
+        return None if not self.cpu_s else self.events / self.cpu_s
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return None if self.peak_rss_kib is None else self.peak_rss_kib / KIB_PER_MB
+
+
+def _f(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+COLUMNS = (
+    "workload",
+    "emu ms",
+    "system",
+    "window s",
+    "events",
+    "events/s",
+    "calls/s",
+    "ev/call",
+    "best",
+    "% best",
+    "CPU s/10k ev",
+    "ev/CPU-s",
+    "× A",
+    "peak RSS MB",
+    "p50 ms",
+    "p99 ms",
+    "emulator cores",
+    "Kafka cores",
+    "other cores",
+    "notes",
+)
+
+
+def baseline_a(rows: Sequence[Row], row: Row) -> Row | None:
+    """Baseline A's row for the same workload and latency."""
+    for other in rows:
+        if (
+            other.system == "baseline A"
+            and other.workload == row.workload
+            and other.latency_ms == row.latency_ms
+        ):
+            return other
+    return None
+
+
+def _vs_a(rows: Sequence[Row], row: Row) -> str:
+    base = baseline_a(rows, row)
+    if base is None or base is row or not base.events_per_cpu_s or not row.events_per_cpu_s:
+        return "–"
+    return f"{row.events_per_cpu_s / base.events_per_cpu_s:.1f}×"
+
+
+def cells(rows: Sequence[Row], row: Row) -> list[str]:
+    return [
+        row.workload,
+        _f(row.latency_ms),
+        row.system,
+        _f(row.seconds, 1),
+        _f(row.events),
+        _f(row.events_per_s),
+        _f(row.calls_per_s),
+        _f(row.mean_batch, 2),
+        _f(row.best_mean, 2),
+        _f(row.pct_of_best, 1, "%"),
+        _f(row.cpu_per_10k, 2),
+        _f(row.events_per_cpu_s),
+        _vs_a(rows, row),
+        _f(row.peak_rss_mb),
+        _f(row.p50_ms),
+        _f(row.p99_ms),
+        _f(row.emulator_cores, 2),
+        _f(row.kafka_cores, 2),
+        _f(row.other_cores, 2),
+        "; ".join(row.notes),
+    ]
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cells(rows, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(rows: Sequence[Row]) -> str:
+    """The same table aligned for a terminal."""
+    table = [list(COLUMNS)] + [cells(rows, row) for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
+    out = []
+    for r in table:
+        out.append(
+            "  ".join(
+                c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            )
+            + "  "
+            + r[-1]
+        )
+    return "\n".join(out)
+
+
+@dataclass
+class Target:
+    """One target of the issue, checked against a row of this run."""
+
+    what: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+    info: bool = False  # not a target of the issue: shown for context
+
+    def line(self) -> str:
+        verdict = "info" if self.info else {True: "PASS", False: "MISS", None: "n/a "}[self.passed]
+        return f"{verdict}  {self.what}: {self.measured}"
+
+
+def _find(rows: Sequence[Row], workload: str, system: str, latency: float) -> Row | None:
+    return next(
+        (r for r in rows if r.workload == workload and r.system == system and r.latency_ms == latency), None
+    )
+
+
+def targets(
+    rows: Sequence[Row], linger_ms: int, latency: float, live_workload: str, rss_events: int
+) -> list[Target]:
+    """The issue's targets, for each forwarder transport: catch-up and live rows at ``latency``, the RSS
+    target on the row that went through the whole backlog (at whatever latency)."""
+    out: list[Target] = []
+    for system in ("forwarder fast", "forwarder boto3"):
+        catch = _find(rows, "catch-up", system, latency)
+        live = _find(rows, live_workload, system, latency)
+        full = next(
+            (
+                r
+                for r in rows
+                if r.system == system
+                and r.workload == "catch-up"
+                and any("whole backlog" in n for n in r.notes)
+            ),
+            None,
+        )
+        if catch is not None:
+            out.append(
+                Target(
+                    f"{system}: ≥1,000 PutEvents calls/s in catch-up at {latency:g} ms",
+                    _f(catch.calls_per_s),
+                    catch.calls_per_s >= 1000,
+                )
+            )
+            eps = catch.events_per_cpu_s
+            out.append(
+                Target(
+                    f"{system}: ≥15,000 events per CPU-second in catch-up",
+                    _f(eps),
+                    None if eps is None else eps >= 15_000,
+                )
+            )
+            base = baseline_a(rows, catch)
+            if base is not None and base.events_per_cpu_s and eps:
+                ratio = eps / base.events_per_cpu_s
+                out.append(
+                    Target(f"{system}: ≥3× baseline A's events per CPU-second", f"{ratio:.1f}×", ratio >= 3)
+                )
+            pct = catch.pct_of_best
+            out.append(
+                Target(
+                    f"{system}: mean events/call ≥95% of best possible in catch-up",
+                    f"{_f(catch.mean_batch, 2)} of {_f(catch.best_mean, 2)} = {_f(pct, 1, '%')}",
+                    None if pct is None else pct >= 95,
+                )
+            )
+        if live is not None:
+            pct = live.pct_of_best
+            out.append(
+                Target(
+                    f"{system}: mean events/call ≥90% of best possible for trace+linger in {live_workload}",
+                    f"{_f(live.mean_batch, 2)} of {_f(live.best_mean, 2)} = {_f(pct, 1, '%')}",
+                    None if pct is None else pct >= 90,
+                )
+            )
+            limit = linger_ms + 50
+            p99 = live.p99_ms
+            lower_bound = any("undelivered" in n for n in live.notes)
+            out.append(
+                Target(
+                    f"{system}: p99 produce→accepted ≤ linger {linger_ms} + 50 = {limit} ms in {live_workload}",
+                    ("≥ " if lower_bound else "") + _f(p99, 0, " ms"),
+                    None if p99 is None else (p99 <= limit and not lower_bound),
+                )
+            )
+        for other in rows:
+            if other.system == system and other.workload.startswith("live") and other is not live:
+                out.append(
+                    Target(
+                        f"{system}: p99 produce→accepted in {other.workload} (a rate this machine sustains)",
+                        _f(other.p99_ms, 0, " ms"),
+                        None,
+                        info=True,
+                    )
+                )
+        if full is not None:
+            mb = full.peak_rss_mb
+            out.append(
+                Target(
+                    f"{system}: peak RSS ≤200 MB through the {rss_events:,}-event backlog "
+                    f"(catch-up at {full.latency_ms:g} ms)",
+                    _f(mb, 0, " MB"),
+                    None if mb is None else mb <= 200,
+                )
+            )
+    return out
+
+
+def write_doc(
+    path: Path,
+    *,
+    command: str,
+    facts: Sequence[tuple[str, str]],
+    parameters: Sequence[str],
+    rows: Sequence[Row],
+    checks: Sequence[Target],
+    method: Sequence[str],
+    profile: str | None,
+) -> None:
+    """docs/benchmarks.md: how it was run, on what, the table, the targets, the method."""
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by the harness in `bench/` — do not edit by hand; rerun it instead.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in facts],
+        "",
+        "## Results",
+        "",
+        markdown_table(rows),
+        "",
+        "## Targets",
+        "",
+        "```",
+        *[t.line() for t in checks],
+        "```",
+        "",
+        "## Workloads",
+        "",
+        *[f"- {p}" for p in parameters],
+        "",
+        "## How it is measured",
+        "",
+        *[f"- {m}" for m in method],
+        "",
+    ]
+    if profile:
+        parts += [
+            "## Profile of the forwarder (fast) in the whole-backlog catch-up run",
+            "",
+            "py-spy 0.4 `record --rate 100 --nonblocking --format raw`, summarized by `bench/__main__.py`.",
+            "",
+            "```",
+            profile.rstrip(),
+            "```",
+            "",
+        ]
+    path.write_text("\n".join(parts), encoding="utf-8")
