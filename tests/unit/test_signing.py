@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import boto3
 import botocore.auth
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 from forwarder.config import PersonalizeConfig
 from forwarder.send import FastTransport
@@ -36,9 +39,17 @@ def test_light_signing_equals_botocore_on_awsrequest(
         )
     )
     light = transport._signed_headers(BODY)
+    again = transport._signed_headers(BODY)  # the cached signing key and host give the same result
     transport._light_signing = False
     full = transport._signed_headers(BODY)
-    assert light == full
+    # And stock botocore: SigV4Auth itself on a real AWSRequest.
+    request = AWSRequest(
+        method="POST", url=f"{endpoint}/events", data=BODY, headers={"Content-Type": "application/json"}
+    )
+    credentials = boto3.session.Session().get_credentials().get_frozen_credentials()
+    SigV4Auth(credentials, "personalize", "eu-west-1").add_auth(request)
+    stock = dict(request.headers.items())
+    assert light == again == full == stock
     assert light["X-Amz-Date"] == "20261129T120000Z"
     assert "/eu-west-1/personalize/aws4_request" in light["Authorization"]
     assert ("X-Amz-Security-Token" in light) == (token is not None)
