@@ -228,7 +228,10 @@ class Decoder:
             wire["itemId"] = item_id if item_id.__class__ is str else _identifier("itemId", item_id)
         if event_value is not None:
             wire["eventValue"] = event_value
+        properties_object = None
         if properties is not None:
+            if properties.__class__ is dict:
+                properties_object = properties  # encoded here: its keys are checked without a re-parse
             wire["properties"] = self._properties(properties)
         if impression is not None:
             wire["impression"] = self._impression(impression)
@@ -241,7 +244,7 @@ class Decoder:
             _check_id("trackingId", tracking_id)
             or _check_id("sessionId", session_id)
             or _check_id("userId", user_id)
-            or limits.check_event(wire, path="")
+            or limits.check_event(wire, path="", properties_object=properties_object)
         )
         if problem:
             raise FieldError(problem.lstrip("."))

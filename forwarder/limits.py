@@ -145,18 +145,22 @@ def check_metric_attribution(path: str, value: object) -> str | None:
     return None
 
 
-def check_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
+def check_event(
+    ev: Mapping[str, Any], path: str = "event", properties_object: Mapping[str, Any] | None = None
+) -> str | None:
     """Check one event of ``eventList`` in its wire form (sentAt a number, properties a string).
 
     The size limit is checked apart, by :func:`check_event_size`, because callers that already hold
-    the encoded event should not encode it twice.
+    the encoded event should not encode it twice. A caller that wrote ``properties`` itself by encoding
+    an object passes that object as ``properties_object``: its keys are checked without parsing the text
+    again.
     """
-    if _event_ok(ev):
+    if _event_ok(ev, properties_object):
         return None
     return explain_event(ev, path)
 
 
-def _event_ok(ev: Mapping[str, Any]) -> bool:
+def _event_ok(ev: Mapping[str, Any], properties_object: Mapping[str, Any] | None = None) -> bool:
     """A fast, conservative pre-check on the per-event path: True only for events :func:`explain_event`
     accepts (a property test holds it to that). It may say False for a valid event (e.g. one with
     metricAttribution, or str subclasses): the full check then decides. Comparisons with NaN are
@@ -179,12 +183,14 @@ def _event_ok(ev: Mapping[str, Any]) -> bool:
     if value is not None:
         if value.__class__ is not str or not 0 < len(value) <= MAX_PROPERTIES_LENGTH:
             return False
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return False
-        if parsed.__class__ is not dict:
-            return False
+        parsed: Any = properties_object
+        if parsed is None:
+            try:
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return False
+            if parsed.__class__ is not dict:
+                return False
         for key in parsed:
             if key.lower() in RESERVED_PROPERTY_KEYS:
                 return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -98,3 +99,14 @@ def test_the_fast_check_takes_typical_events() -> None:
     assert _event_ok({"eventType": "view", "sentAt": 1714566896})
     assert not _event_ok({**typical, "eventValue": math.nan})
     assert not _event_ok({**typical, "sentAt": True})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "userId", "Timestamp", "ok", "IMPRESSION", "x" * 1020]), st.integers()
+    )
+)
+def test_a_given_properties_object_decides_as_parsing_would(properties: dict[str, int]) -> None:
+    event = {**VALID, "properties": json.dumps(properties, separators=(",", ":"))}
+    assert _event_ok(event, properties) == _event_ok(event)
