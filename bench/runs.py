@@ -471,6 +471,9 @@ class LiveProducer(threading.Thread):
         producer = self._producer
         produce = producer.produce
         dumps = orjson.dumps
+        # Connect and learn the topic's leaders before the clock starts: otherwise the first events
+        # carry the producer's own start-up (a metadata round and a connection) in their latency.
+        producer.list_topics(self._topic, timeout=10)
         self._t0 = t0 = time.monotonic()
         for ev in self._trace.events:
             if self._halt.is_set():
