@@ -127,8 +127,9 @@ class PersonalizeConfig(_Section):
     transport: Literal["boto3", "fast"] = Field(
         default="fast",
         description="`fast`: the request built with orjson, signed with botocore's SigV4 (boto3's "
-        "credentials, region and endpoint) and sent with aiohttp, ~5x less CPU per call. `boto3`: "
-        "client.put_events in threads. Both are tested with the same tests against the emulator.",
+        "credentials, region and endpoint) and sent on a keep-alive HTTP/1.1 pool (aiohttp behind a "
+        "proxy): ~6x less CPU per event in docs/benchmarks.md. `boto3`: client.put_events in threads. "
+        "Both are tested with the same tests against the emulator.",
     )
     max_in_flight: int = Field(default=64, ge=1, le=1024, description="Most PutEvents calls at once.")
     max_calls_per_second: float | None = Field(

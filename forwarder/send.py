@@ -263,8 +263,8 @@ class FastTransport:
 
     boto3 still supplies the credentials (default chain, refreshed as they expire), the region and the
     endpoint (its endpoint rules, or ``endpoint_url``). Measured per 10-event call at 64 in flight on
-    uvloop: ~76 µs of HTTP work with the lean client against ~206 µs with aiohttp, plus ~125 µs of
-    signing either way.
+    uvloop: ~76 µs of HTTP work with the lean client against ~206 µs with aiohttp, plus ~27 µs of
+    signing (:class:`_PutEventsSigner`).
     """
 
     def __init__(self, cfg: PersonalizeConfig) -> None:
