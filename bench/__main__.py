@@ -35,7 +35,7 @@ import yaml
 from confluent_kafka import Producer, libversion
 
 from bench.procs import REPO, BenchError, Kafka, Registry
-from bench.report import Row, targets, text_table, write_doc
+from bench.report import Row, bounds, targets, text_table, write_doc
 from bench.runs import Bench, System
 from bench.workloads import CatchupTrace, LiveTrace
 from forwarder.config import Config
@@ -515,6 +515,9 @@ def render(run_dir: Path, doc: Path | None, progress: Callable[[str], None]) -> 
     print()
     for check in checks:
         print(check.line())
+    misses = bounds(rows, results["linger_ms"], results["target_latency"], results["live_workload"])
+    for miss in misses:
+        print(f"\n{miss}")
     raw = run_dir / "profile.txt"
     profile = summarize_profile(raw) if raw.exists() else None
     if profile:
@@ -528,6 +531,7 @@ def render(run_dir: Path, doc: Path | None, progress: Callable[[str], None]) -> 
             parameters=results["parameters"],
             rows=rows,
             checks=checks,
+            misses=misses,
             method=METHOD,
             profile=profile,
         )

@@ -41,7 +41,7 @@ from bench.procs import (
     wait_for_log,
 )
 from bench.report import Row
-from bench.workloads import LiveTrace
+from bench.workloads import LIVE_PRODUCER_LINGER_MS, LiveTrace
 
 SAMPLE_S = 0.25
 WARMUP_TIMEOUT_S = 90.0
@@ -445,7 +445,11 @@ class LiveProducer(threading.Thread):
         super().__init__(name="live-producer", daemon=True)
         # linger.ms 5 is librdkafka's default; at 1 ms the broker spends twice the CPU on tiny requests.
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000}
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": LIVE_PRODUCER_LINGER_MS,
+                "queue.buffering.max.messages": 1_000_000,
+            }
         )
         self._topic = topic
         self._trace = trace

@@ -29,6 +29,9 @@ from typing import Any, Final
 
 import orjson
 
+# The live producer's linger.ms (librdkafka's default): part of every live event's produce→accepted time.
+LIVE_PRODUCER_LINGER_MS: Final = 5
+
 MAX_EVENTS_PER_CALL: Final = 10
 EVENT_TYPES: Final = ("view", "click", "add-to-cart", "purchase")
 EVENT_WEIGHTS: Final = (60, 25, 10, 5)
