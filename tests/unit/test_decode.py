@@ -227,3 +227,13 @@ def test_mapping_renames_nested_fields_and_sets_a_constant_event_type() -> None:
     assert ev.wire["itemId"] == "SKU1"
     _bad({"user_id": "u9", "context": {"session": "flat"}}, "validate", "context.session", mapping)
     _bad({"user_id": "u9", "context": {}}, "validate", "sessionId", mapping)
+
+
+@pytest.mark.parametrize("depth", [254, 255, 300, 1000])
+def test_properties_nested_past_what_json_encoders_take_are_rejected_not_raised(depth: int) -> None:
+    # orjson parses a document 1,024 levels deep but encodes at most 254: the gap once stopped the daemon.
+    value = (
+        b'{"sessionId":"s","eventType":"click","properties":' + b'{"a":' * depth + b"1" + b"}" * (depth + 1)
+    )
+    result = _bad(value, "validate", "properties")
+    assert result.error_class == "InvalidField"
