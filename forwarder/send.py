@@ -30,7 +30,13 @@ import orjson
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    RefreshWithMFAUnsupportedError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -130,6 +136,16 @@ class Transport(Protocol):
         """Release connections and threads."""
 
 
+# Credentials that cannot be had (none found, a provider that fails, a refresh that fails) are an outage:
+# not the messages' fault, so nothing is dead-lettered for them; the sender retries slowly until they work.
+_CREDENTIAL_ERRORS: Final = (NoCredentialsError, CredentialRetrievalError, RefreshWithMFAUnsupportedError)
+
+
+def _credentials_outage(exc: Exception) -> Outage:
+    code = "NoCredentials" if isinstance(exc, NoCredentialsError) else "CredentialsUnavailable"
+    return Outage(code, f"AWS credentials: {type(exc).__name__}: {exc}")
+
+
 def _boto_session() -> boto3.session.Session:
     return boto3.session.Session()
 
@@ -170,8 +186,8 @@ class Boto3Transport:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             raise classify(status, error.get("Code", ""), error.get("Message", "")) from None
-        except NoCredentialsError as exc:
-            raise Outage("NoCredentials", str(exc)) from None
+        except _CREDENTIAL_ERRORS as exc:
+            raise _credentials_outage(exc) from None
         except BotoCoreError as exc:
             raise Retryable(type(exc).__name__, str(exc)) from None
 
@@ -290,7 +306,12 @@ class FastTransport:
     def _signer(self) -> SigV4Auth:
         if self._credentials is None:
             raise Outage("NoCredentials", "no AWS credentials found by boto3's default chain")
-        frozen = self._credentials.get_frozen_credentials()  # refreshed by boto3 as they near expiry
+        try:
+            # Refreshed by boto3 as they near expiry: then, once in a while, a blocking call to the provider.
+            frozen = self._credentials.get_frozen_credentials()
+        except (*_CREDENTIAL_ERRORS, ClientError, RuntimeError) as exc:
+            # ClientError: an STS provider refused; RuntimeError: botocore's "refreshed but still expired".
+            raise _credentials_outage(exc) from None
         if self._signing is None or self._signing[0] != frozen:
             self._signing = (frozen, _PutEventsSigner(frozen, "personalize", self._region, self._url))
         return self._signing[1]

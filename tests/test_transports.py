@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,40 @@ def test_a_configured_proxy_is_used(emulator: EmulatorProcess, monkeypatch: pyte
     with pytest.raises(Retryable):
         _put(emulator, "fast", _events(1))
     assert emulator.calls() == [], "nothing reached the service around the proxy"
+
+
+_FLAKY_CREDENTIALS = """
+import datetime, json, pathlib, sys
+state = pathlib.Path(sys.argv[1])
+if state.exists():
+    sys.exit("the credential service is down")
+state.write_text("served once")
+expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)  # inside the mandatory refresh
+print(json.dumps({"Version": 1, "AccessKeyId": "AKIDFLAKY", "SecretAccessKey": "flaky-secret",
+                  "SessionToken": "flaky-token", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_failed_credential_refresh_is_an_outage(
+    emulator: EmulatorProcess, transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real provider (credential_process) serves short-lived credentials once, then fails: the refresh
+    # the next call needs fails as an STS or IMDS hiccup would. That is an outage (held, retried slowly),
+    # never an error that stops the replica or dead-letters the events.
+    script = tmp_path / "credentials.py"
+    script.write_text(_FLAKY_CREDENTIALS)
+    config = tmp_path / "aws-config"
+    config.write_text(
+        f"[profile flaky]\ncredential_process = {sys.executable} {script} {tmp_path / 'served'}\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials-file"))
+    monkeypatch.setenv("AWS_PROFILE", "flaky")
+    with pytest.raises(Outage) as info:
+        _put(emulator, transport, _events(2))
+    assert info.value.code == "CredentialsUnavailable", info.value
+    assert (tmp_path / "served").exists()  # the provider did serve once: this was a refresh failing
+    assert emulator.calls() == []
