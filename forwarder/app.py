@@ -173,7 +173,7 @@ class App(RebalanceHandler):
             clock=loop.time,
             max_calls_per_second=cfg.personalize.max_calls_per_second,
         )
-        self._dlq = DeadLetterWriter(cfg, on_written=self._dead_lettered)
+        self._dlq = DeadLetterWriter(cfg, on_written=self._dead_lettered, on_error=self._dead_letter_error)
         self._consumer = KafkaConsumer(
             cfg.kafka, self, loop, cfg.shutdown.timeout_s, on_error=self._kafka_error
         )
@@ -358,26 +358,33 @@ class App(RebalanceHandler):
     def _dead_lettered(self, stage: str) -> None:
         self.metrics.dead_lettered.labels(stage).inc()
 
-    def _message_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
+    def _report_kafka_error(self, err: KafkaError, client: str) -> None:
+        """Log a client error; a fatal one (the client is unusable from now on) stops the replica, exit 1.
+
+        Only sets flags, so it may run in the consumer's thread as well as on the loop.
+        """
         if err.fatal():
-            log.critical("fatal Kafka error: %s", err.str())
+            log.critical("fatal Kafka error (%s): %s", client, err.str())
             self.exit_code = 1
-            self.request_stop("fatal Kafka error")
-            return
-        kafka_logger().warning("kafka: %s", err.str())
+            self.request_stop(f"fatal Kafka error in the {client}")
+        else:
+            kafka_logger().warning("kafka (%s): %s", client, err.str())
+
+    def _message_error(self, err: KafkaError) -> None:
+        if err.code() != KafkaError._PARTITION_EOF:
+            self._report_kafka_error(err, "consumer")
 
     def _kafka_error(self, err: KafkaError) -> None:
-        # Called from librdkafka's thread: only set flags here.
+        # The consumer's error_cb, served by its poll() in the consumer thread.
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_down = True
-        if err.fatal():
-            log.critical("fatal Kafka error: %s", err.str())
-            self.exit_code = 1
-            self.request_stop("fatal Kafka error")
-        else:
-            kafka_logger().warning("kafka: %s", err.str())
+        self._report_kafka_error(err, "consumer")
+
+    def _dead_letter_error(self, err: KafkaError) -> None:
+        # The dead-letter producer's error_cb, served by its poll() on the loop. Without it a fatal error
+        # (an idempotent producer fenced or out of sequence) would fail every later write, and the replica
+        # would hold its offsets and retry them forever while looking healthy.
+        self._report_kafka_error(err, "dead-letter producer")
 
     # ---- time-driven work --------------------------------------------------------------------------
 

@@ -99,7 +99,14 @@ def dead_letter_headers(
 class DeadLetterWriter:
     """An idempotent producer for the dead-letter topic, with write-until-acknowledged semantics."""
 
-    def __init__(self, cfg: Config, on_written: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        on_written: Callable[[str], None] | None = None,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        """``on_written(stage)`` runs for each acknowledged record; ``on_error`` is the producer's
+        ``error_cb`` (client-level errors, a fatal one among them), called from :meth:`poll`."""
         self.topic = cfg.dead_letter.topic
         self._include_payloads = cfg.logging.include_payloads
         conf: dict[str, Any] = {
@@ -113,6 +120,8 @@ class DeadLetterWriter:
             **cfg.dead_letter.producer,
         }
         conf.pop("group.instance.id", None)
+        if on_error is not None:
+            conf["error_cb"] = on_error
         self._producer = Producer(conf, logger=kafka_logger())
         self._on_written = on_written or (lambda stage: None)
         self.pending = 0  # records written and not yet acknowledged
