@@ -185,7 +185,8 @@ class App(RebalanceHandler):
             )
         await self._consumer.subscribe()
         self.started = True
-        ticker = loop.create_task(self._tick_loop())
+        ticker = loop.create_task(self._tick_loop(), name="ticker")
+        ticker.add_done_callback(self._send_done)  # should the ticker fail, the replica stops, not idles
         try:
             while not self._stop_requested:
                 messages = await self._consumer.consume(
@@ -219,7 +220,7 @@ class App(RebalanceHandler):
                 left,
             )
         ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged when it ended
             await ticker
         await self._commit()
         for task in list(self._tasks):
@@ -328,7 +329,7 @@ class App(RebalanceHandler):
         if exc is not None:
             # A bug, not a delivery outcome: its messages stay unfinished (never committed past), and the
             # replica stops so that a supervisor restarts it and the messages are read again.
-            log.critical("internal error while sending a batch; stopping", exc_info=exc)
+            log.critical("internal error in task %s; stopping", task.get_name(), exc_info=exc)
             self.exit_code = 1
             self.request_stop("internal error")
 
@@ -424,7 +425,7 @@ class App(RebalanceHandler):
 
     def _background(self, coro: Any) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(coro)
+        task = self._loop.create_task(coro, name=getattr(coro, "__qualname__", None))
         self._tasks.add(task)
         task.add_done_callback(self._send_done)
 

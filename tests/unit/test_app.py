@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from confluent_kafka import KafkaError
@@ -41,3 +43,23 @@ def test_the_dead_letter_producer_reports_client_errors_through_poll() -> None:
         time.sleep(0.05)
     assert errors, "no error_cb call within 10 s for a refused connection"
     assert errors[0].code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE)
+
+
+def test_a_failed_background_task_stops_the_replica_with_exit_1() -> None:
+    # The ticker and every send, commit and lag task end here: a bug in any must not leave a replica
+    # that looks alive while nothing dispatches, commits or dead-letters any more.
+    app = App(_config())
+
+    async def ticker() -> None:
+        raise RuntimeError("a bug")
+
+    async def run() -> None:
+        task = asyncio.get_running_loop().create_task(ticker(), name="ticker")
+        task.add_done_callback(app._send_done)
+        with contextlib.suppress(RuntimeError):
+            await task
+        await asyncio.sleep(0)  # done callbacks run on the next turn of the loop
+
+    asyncio.run(run())
+    assert app.exit_code == 1
+    assert app._stop_requested
