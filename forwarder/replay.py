@@ -66,28 +66,37 @@ def parse_since(text: str, now: float | None = None) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-def _header(record: Message, name: str) -> str | None:
+def _forwarder_headers(record: Message) -> dict[str, str]:
+    """The record's ``forwarder.*`` headers as text (the first of a repeated name)."""
+    out: dict[str, str] = {}
     for key, value in header_list(record):
-        if key == name:
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return None
+        if key.startswith("forwarder.") and key not in out:
+            out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
+    return out
 
 
-def original_message(record: Message) -> Message | None:
-    """The message a dead-letter record was made from, or None when it cannot be rebuilt."""
-    topic = _header(record, HEADER_TOPIC)
-    partition = _header(record, HEADER_PARTITION)
-    offset = _header(record, HEADER_OFFSET)
-    if topic is None or partition is None or offset is None or _header(record, HEADER_VALUE_DROPPED):
+def _count(text: str | None) -> int | None:
+    """A non-negative integer written in ASCII digits, else None."""
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
+def original_message(record: Message, headers: dict[str, str] | None = None) -> Message | None:
+    """The message a dead-letter record was made from, or None when it cannot be rebuilt (coordinates
+    missing or not numbers: a record written by hand or by another tool)."""
+    ours = _forwarder_headers(record) if headers is None else headers
+    topic = ours.get(HEADER_TOPIC)
+    partition = _count(ours.get(HEADER_PARTITION))
+    offset = _count(ours.get(HEADER_OFFSET))
+    if not topic or HEADER_VALUE_DROPPED in ours or partition is None or offset is None:
         return None
-    headers = [(k, v) for k, v in header_list(record) if not k.startswith("forwarder.")]
+    headers_kept = [(k, v) for k, v in header_list(record) if not k.startswith("forwarder.")]
     return Message(
         topic=topic,
-        partition=int(partition),
-        offset=int(offset),
+        partition=partition,
+        offset=offset,
         key=record.key(),
         value=record.value(),
-        headers=headers,
+        headers=headers_kept,
         timestamp=record.timestamp(),
     )
 
@@ -103,16 +112,17 @@ class ReplaySelection:
     def pick(self, record: Message) -> Message | None:
         """The original message to replay, or None (counted by reason) when it is not picked."""
         self.counts["read"] += 1
-        if self.stages is not None and _header(record, HEADER_STAGE) not in self.stages:
+        ours = _forwarder_headers(record)
+        if self.stages is not None and ours.get(HEADER_STAGE) not in self.stages:
             self.counts["other stage"] += 1
             return None
         if self.since_ms is not None:
-            at = _header(record, HEADER_AT)
-            when = int(at) if at and at.isdigit() else record.timestamp()[1]
+            at = _count(ours.get(HEADER_AT))
+            when = at if at is not None else record.timestamp()[1]
             if when < self.since_ms:
                 self.counts["before --since"] += 1
                 return None
-        original = original_message(record)
+        original = original_message(record, ours)
         if original is None:
             self.counts["not replayable (no original coordinates or value)"] += 1
             return None
