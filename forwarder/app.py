@@ -297,8 +297,8 @@ class App(RebalanceHandler):
             assert ev.origin is not None
             ev.origin.finish(ev.offset)
         self.metrics.events_sent.inc(len(result.accepted))
-        if result.calls > 1:
-            self.metrics.retries.inc(result.calls - 1)
+        if result.retries:
+            self.metrics.retries.inc(result.retries)
         exhausted = False
         for failure in result.failed:
             ev = failure.event

@@ -27,8 +27,6 @@ class Batch:
 
     key: SessionKey
     events: list[Event]
-    attempts: int = 0  # PutEvents calls made for it so far (retries included)
-    created: float = field(default=0.0)
 
 
 @dataclass(slots=True, eq=False)
@@ -54,7 +52,7 @@ class Batcher:
     def _take(self, key: SessionKey, session: _Session, now: float) -> Batch:
         events = session.events
         n = min(len(events), self.max_events)
-        batch = Batch(key, [events.popleft() for _ in range(n)], created=now)
+        batch = Batch(key, [events.popleft() for _ in range(n)])
         self.buffered -= n
         session.out = True
         return batch

@@ -414,7 +414,8 @@ class SendResult:
 
     accepted: list[Event] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
-    calls: int = 0
+    calls: int = 0  # every PutEvents call made: first attempts, retries, halves of a bisection, probes
+    retries: int = 0  # calls that repeated one after a throttle, a 5xx, a timeout or a broken connection
 
 
 class SendObserver(Protocol):
@@ -467,7 +468,6 @@ class Sender:
         """Deliver every event of the batch or say why one goes to the dead-letter topic."""
         result = SendResult()
         await self._deliver(batch.key, batch.events, result)
-        batch.attempts = result.calls
         return result
 
     async def _deliver(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
@@ -526,6 +526,7 @@ class Sender:
         try:
             async for attempt in retrying:
                 with attempt:
+                    result.retries += 1
                     await self._attempt(key, events, result)
         except RetryError as exc:  # pragma: no cover - reraise=True re-raises the last Retryable
             raise exc.last_attempt.exception() or RuntimeError("retry failed") from None

@@ -84,6 +84,7 @@ def test_throttled_calls_are_retried_until_accepted() -> None:
     assert [ev.wire["eventId"] for ev in result.accepted] == ["e0", "e1", "e2", "e3", "e4"]
     assert result.failed == []
     assert result.calls == 3
+    assert result.retries == 2
     assert observer.outcomes == ["throttled", "throttled", "ok"]
 
 
@@ -110,6 +111,8 @@ def test_a_rejected_batch_is_bisected_so_only_the_bad_event_is_dead_lettered() -
         ("e6", STAGE_API, "InvalidInputException")
     ]
     assert "itemId" in result.failed[0].message
+    assert result.calls > 1
+    assert result.retries == 0  # halves of a bisection are new calls, not retries
     # The session's order holds: calls go out left to right.
     flat = [i for call in transport.calls if not bad & set(call) for i in call]
     assert flat == sorted(flat, key=lambda i: int(i[1:]))
@@ -122,6 +125,7 @@ def test_exhausted_retries_dead_letter_the_whole_batch_with_the_attempt_count() 
     assert {f.stage for f in result.failed} == {STAGE_RETRY_EXHAUSTED}
     assert {f.attempts for f in result.failed} == {FAST_RETRY.max_attempts}
     assert len(transport.calls) == FAST_RETRY.max_attempts
+    assert result.retries == FAST_RETRY.max_attempts - 1
 
 
 def test_block_mode_never_gives_up() -> None:
@@ -141,6 +145,8 @@ def test_an_outage_is_ridden_out_without_dead_lettering() -> None:
     assert len(result.accepted) == 4
     assert result.failed == []
     assert observer.outages == [True, False]
+    assert result.calls == 4
+    assert result.retries == 0  # outage probes are not retries
 
 
 @pytest.mark.parametrize(
