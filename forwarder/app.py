@@ -7,7 +7,7 @@ each other's state; the app moves events between them and owns the rules that sp
   or acknowledged on the dead-letter topic); commits only ever carry tracker positions;
 - backpressure: when buffered + in-flight + unacknowledged dead-letter events reach
   ``limits.max_buffered_events`` (or the service is in an outage) every partition is paused, and polling
-  goes on so the group keeps this member; consumption resumes below half the limit;
+  goes on so the group keeps this member; consumption resumes at half the limit;
 - rebalances: revoked partitions are flushed and awaited (bounded by ``shutdown.timeout_s``) and their
   positions committed before they are let go; lost partitions are dropped without a commit;
 - shutdown: the first SIGTERM/SIGINT stops polling, flushes, waits for in-flight work (bounded), commits
@@ -544,7 +544,7 @@ class App(RebalanceHandler):
                 "%d messages of revoked partitions unfinished after %.0fs: committing before them; the new "
                 "owner delivers them again",
                 left,
-                self.cfg.shutdown.timeout_s,
+                budget,
             )
         return self.tracker.commit_positions(only=revoked)
 

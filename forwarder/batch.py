@@ -5,7 +5,7 @@ Contract:
   one batch per session is out (handed to the sender and not yet :meth:`Batcher.complete`-d): that keeps
   a session's events in order at the service and makes retries simple.
 - A batch leaves when it is full, or when its oldest event has waited ``linger`` seconds, or at once
-  while :meth:`Batcher.flush` mode is on (rebalance, shutdown).
+  while flush mode is on (:meth:`Batcher.set_flushing`: rebalance, shutdown).
 - :meth:`add` and :meth:`complete` return the batch that became ready, if any; :meth:`due` returns the
   batches whose linger has passed. The caller sends them and calls :meth:`complete` for each.
 - Time is passed in (monotonic seconds), so the batcher is deterministic in tests.
@@ -117,8 +117,12 @@ class Batcher:
         return ready
 
     def next_deadline(self) -> float | None:
-        """When :meth:`due` may next return something (a hint; entries may be stale)."""
-        return self._deadlines[0][0] if self._deadlines else None
+        """When :meth:`due` may next return something (a hint; entries may be stale). None while
+        flushing: then :meth:`add` and :meth:`complete` hand every batch over at once, and the stale
+        deadlines left in the past would only wake a caller in a busy loop."""
+        if self._flushing or not self._deadlines:
+            return None
+        return self._deadlines[0][0]
 
     def set_flushing(self, flushing: bool) -> None:
         """In flush mode every pending event leaves at once, without waiting for linger."""

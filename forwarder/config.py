@@ -233,7 +233,8 @@ class LimitsConfig(_Section):
     max_buffered_events: int = Field(
         default=20_000,
         ge=10,
-        description="Buffered + in-flight events above which consumption pauses (it resumes below half).",
+        description="Events held (buffered, in PutEvents calls, or awaiting a dead-letter acknowledgement) "
+        "at which consumption pauses; it resumes at half as many.",
     )
 
 

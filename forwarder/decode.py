@@ -6,7 +6,9 @@ sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON o
 (a field is missing or breaks a limit) and a message that names the field.
 
 The event keeps a reference to its message: the dead-letter stage needs the original key, value,
-headers and timestamp, and the offset tracker needs its partition and offset.
+headers and timestamp. The offset tracker does not read the message's partition and offset: it uses
+``origin`` and ``offset``, which the app sets to where the message was consumed (in a replay the message
+is the rebuilt original, and its coordinates are not the dead-letter topic's).
 """
 
 from __future__ import annotations

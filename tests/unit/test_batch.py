@@ -83,9 +83,14 @@ def test_flush_mode_sends_everything_at_once() -> None:
     batcher = Batcher(max_events=10, linger_s=60)
     for s in ("a", "b", "c"):
         batcher.add(_event(s, 0), now=0.0)
+    assert batcher.next_deadline() == 60
     batcher.set_flushing(True)
     assert sorted(_ids(b)[0] for b in batcher.due(now=0.0)) == ["a-0", "b-0", "c-0"]
     assert batcher.add(_event("d", 0), now=0.0) is not None
+    # The deadlines left behind are stale: no wake-up is asked for while flushing.
+    assert batcher.next_deadline() is None
+    batcher.set_flushing(False)
+    assert batcher.next_deadline() == 60
 
 
 def test_discard_removes_buffered_events_of_lost_partitions() -> None:
