@@ -45,6 +45,7 @@ FORWARDER_FAST = System("forwarder fast", "forwarder", transport="fast")
 FORWARDER_BOTO3 = System("forwarder boto3", "forwarder", transport="boto3")
 BASELINE_A = System("baseline A", "batched")
 BASELINE_B = System("baseline B", "single")
+TRANSIT = System("Kafka path alone", "transit")
 CEILING = System("ceiling aiohttp+uvloop", "ceiling", loop="uvloop")  # the forwarder's loop and client
 CEILING_ASYNCIO = System("ceiling aiohttp", "ceiling")
 CEILING_LEAN = System("ceiling lean+uvloop", "ceiling", loop="uvloop", client="lean")
@@ -331,7 +332,9 @@ def plan_runs(
             )
     latency = plan.target_latency
     for trace in live:
-        live_systems = [FORWARDER_FAST, FORWARDER_BOTO3, BASELINE_A] if trace is live[0] else [FORWARDER_FAST]
+        live_systems = (
+            [FORWARDER_FAST, FORWARDER_BOTO3, BASELINE_A, TRANSIT] if trace is live[0] else [FORWARDER_FAST]
+        )
         for system in live_systems:
             runs.append(
                 Planned(

@@ -5,6 +5,9 @@
   has waited ``--linger-ms``; ``client.put_events`` from a ThreadPoolExecutor of ``--concurrency`` threads
   (boto3's default retries, its pool as large as the executor). Offsets are auto-committed.
 - ``single`` (baseline B): one event per call, the way public connectors do it; same pool.
+- ``transit``: the Kafka path alone, no PutEvents: consumes as the forwarder does (a poll, then what is
+  queued behind it) and notes each event's delay from its ``sentAt`` to its arrival here; the ``done``
+  line carries those delays (``delay_ms``, as the emulator reports them).
 - ``ceiling``: no Kafka at all. Pre-built 10-event bodies, each request signed with botocore's
   ``SigV4Auth`` (signing name ``personalize``, a full ``AWSRequest``) and sent by ``--concurrency`` tasks
   over a pool of keep-alive connections — aiohttp's, or (``--client lean``) the forwarder's own HTTP/1.1
@@ -142,6 +145,33 @@ def run_kafka_loop(args: argparse.Namespace, batched: bool) -> int:
     return 0
 
 
+def run_transit(args: argparse.Namespace) -> int:
+    """Produce→consume delays of a live topic, until stopped; nothing is sent anywhere."""
+    from forwarder.emulator.server import DelayHistogram  # noqa: PLC0415 - the emulator's own quantiles
+
+    stop = Stop()
+    consumer = _consumer(args)
+    delays = DelayHistogram()
+    consumed = 0
+    while not stop.requested:
+        first = consumer.poll(0.05)
+        if first is None:
+            continue
+        now_ms = time.time() * 1000
+        for msg in [first, *consumer.consume(999, 0)]:
+            if msg.error() is None:
+                consumed += 1
+                delays.add(now_ms - json.loads(msg.value())["sentAt"] * 1000)
+    # Reported before closing: leaving the group may outlast the harness's grace period.
+    print(
+        f"done: {json.dumps({'consumed': consumed, 'delay_ms': delays.as_json()})}",
+        file=sys.stderr,
+        flush=True,
+    )
+    consumer.close()
+    return 0
+
+
 async def _ceiling(args: argparse.Namespace, stop: Stop) -> dict[str, int]:
     import aiohttp  # noqa: PLC0415
     from botocore.auth import SigV4Auth  # noqa: PLC0415
@@ -213,7 +243,7 @@ def run_ceiling(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
-    parser.add_argument("mode", choices=("batched", "single", "ceiling"))
+    parser.add_argument("mode", choices=("batched", "single", "transit", "ceiling"))
     parser.add_argument("--endpoint", required=True, help="the emulator, http://127.0.0.1:PORT")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tracking-id", default="bench-tracking")
@@ -235,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "ceiling":
         return run_ceiling(args)
     if not (args.bootstrap and args.topic and args.group):
-        parser.error("--bootstrap, --topic and --group are needed for batched and single")
+        parser.error("--bootstrap, --topic and --group are needed for batched, single and transit")
+    if args.mode == "transit":
+        return run_transit(args)
     return run_kafka_loop(args, batched=args.mode == "batched")
 
 

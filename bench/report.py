@@ -276,6 +276,17 @@ def _cores(row: Row) -> float | None:
     return None if row.cpu_s is None or row.seconds <= 0 else row.cpu_s / row.seconds
 
 
+def _transit(rows: Sequence[Row], live_workload: str) -> str:
+    path = next((r for r in rows if r.workload == live_workload and r.system == "Kafka path alone"), None)
+    if path is None or path.p99_ms is None:
+        return ""
+    return (
+        f". The Kafka path alone (the same producer and rate, a plain consumer, nothing sent) took p50 "
+        f"{_f(path.p50_ms, 0, ' ms')} and p99 {_f(path.p99_ms, 0, ' ms')} in this run, of which "
+        f"{LIVE_PRODUCER_LINGER_MS} ms is the producer's linger"
+    )
+
+
 def bounds(rows: Sequence[Row], linger_ms: int, latency: float, live_workload: str) -> list[str]:
     """For each target this run missed, what bounds it, from the run's own figures."""
     out: list[str] = []
@@ -299,6 +310,7 @@ def bounds(rows: Sequence[Row], linger_ms: int, latency: float, live_workload: s
             f"({_f(live.kafka_cores, 2)} cores), the emulator ({_f(live.emulator_cores, 2)}) and the forwarder "
             f"({_f(_cores(live), 2)})"
             + (f"; at {', '.join(others)}" if others else "")
+            + _transit(rows, live_workload)
             + f". With a margin of {limit - fixed:g} ms, scheduling and broker delay on this shared machine decide "
             "the verdict; the notes column says when Kafka's JIT compiler or the host's steal took CPU in that row."
         )

@@ -14,6 +14,7 @@ Three kinds of run:
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import threading
@@ -54,7 +55,7 @@ class System:
     """A system under test."""
 
     name: str  # as shown in the table
-    kind: str  # forwarder | batched | single | ceiling
+    kind: str  # forwarder | batched | single | transit | ceiling
     transport: str = ""  # forwarder: personalize.transport (its event loop is its own choice: uvloop)
     loop: str = "asyncio"  # ceiling: the event loop
     client: str = "aiohttp"  # ceiling: the HTTP client (lean: the forwarder's own)
@@ -369,7 +370,10 @@ class Bench:
             produced = producer.produced
             drain_until = time.monotonic() + drain_s
             last = end
-            while last.events < produced and time.monotonic() < drain_until:
+            transit = system.kind == "transit"  # sends nothing: its delays come from its own report
+            if transit:
+                time.sleep(1.0)  # let the last events arrive
+            while not transit and last.events < produced and time.monotonic() < drain_until:
                 time.sleep(SAMPLE_S)
                 last = sampler.snapshot()
             rss = status_kib(sut.pid, "VmHWM")
@@ -382,9 +386,9 @@ class Bench:
         assert start is not None
         assert end is not None
         assert producer is not None
-        delay = last.stats.get("delay_ms")
+        delay = done_report(sut).get("delay_ms") if transit else last.stats.get("delay_ms")
         if not isinstance(delay, dict):
-            raise BenchError("the emulator's stats have no delay_ms: update forwarder/emulator")
+            raise BenchError(f"{system.name}: no delay_ms in its report or the emulator's stats")
         best = trace.best_mean(self.linger_ms / 1000)
         row = self._row(
             f"live {trace.rate / 1000:g}k/s",
@@ -399,8 +403,12 @@ class Bench:
             run_calls=last.calls - before.calls,
         )
         row.notes.append(f"produced {produced / max(producer.seconds, 1e-9):,.0f}/s")
+        if transit:
+            row.notes.append(
+                "the Kafka path alone: a plain consumer, nothing sent; delay = its arrival − sentAt"
+            )
         behind = produced - last.events
-        if behind > 0:
+        if behind > 0 and not transit:
             row.notes.append(f"{behind:,} undelivered {drain_s:.0f}s after production ended (p99 is a floor)")
         return row
 
@@ -436,6 +444,15 @@ class Bench:
         row = self._row("ceiling", latency, system, Window(start, end), best_mean=best_mean, peak_rss_kib=rss)
         row.notes.append("no Kafka; pre-built 10-event bodies, signed per call")
         return row
+
+
+def done_report(proc: Proc) -> dict[str, Any]:
+    """The ``done: {...}`` line a baseline prints to its log when it stops; {} if there is none."""
+    for line in reversed(proc.log_tail(50).splitlines()):
+        if line.startswith("done: "):
+            report: dict[str, Any] = json.loads(line[len("done: ") :])
+            return report
+    return {}
 
 
 class LiveProducer(threading.Thread):

@@ -40,3 +40,12 @@ def test_a_missed_latency_target_says_what_is_fixed_and_what_is_left() -> None:
     (why,) = bounds(rows, 200, 30, "live 5k/s")
     assert "235 ms are fixed" in why
     assert "took 27 ms" in why
+
+
+def test_the_kafka_path_row_is_quoted_when_the_run_has_one() -> None:
+    rows = [
+        *_rows(p99_ms=262),
+        Row("live 5k/s", 30, "Kafka path alone", 10.0, 0, 0, p50_ms=5, p99_ms=49),
+    ]
+    (why,) = bounds(rows, 200, 30, "live 5k/s")
+    assert "p50 5 ms and p99 49 ms" in why
