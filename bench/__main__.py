@@ -414,7 +414,9 @@ METHOD = [
     "Baselines (`bench/baselines.py`): stdlib json decode, a boto3 client with max_pool_connections = "
     "concurrency and its default retries, a ThreadPoolExecutor of that size, auto-commit. Ceiling: "
     "pre-built 10-event bodies signed per request with botocore's SigV4Auth (a full AWSRequest) and sent "
-    "by aiohttp, or by the forwarder's own HTTP client (`lean`), no Kafka.",
+    "by aiohttp, or by the forwarder's own HTTP client (`lean`), no Kafka. Kafka path alone: the live "
+    "trace read by a plain consumer that polls as the forwarder does and sends nothing; its p50/p99 are "
+    "its arrival time − sentAt, so they bound what any consumer of that topic can do on this machine.",
 ]
 
 
