@@ -294,12 +294,7 @@ class Bench:
             progress_at = last_events = 0
             progress_t = began
             while end is None:
-                time.sleep(SAMPLE_S)
-                snap = sampler.snapshot()
-                if not sut.alive():
-                    raise BenchError(
-                        f"{system.name} exited (status {sut.popen.returncode}):\n{sut.log_tail()}"
-                    )
+                snap = _next_snapshot(sampler, system, sut)
                 if snap.events != last_events:
                     last_events, progress_t = snap.events, snap.t
                 if start is None:
@@ -355,12 +350,7 @@ class Bench:
             start: Snapshot | None = None
             end: Snapshot | None = None
             while end is None:
-                time.sleep(SAMPLE_S)
-                snap = sampler.snapshot()
-                if not sut.alive():
-                    raise BenchError(
-                        f"{system.name} exited (status {sut.popen.returncode}):\n{sut.log_tail()}"
-                    )
+                snap = _next_snapshot(sampler, system, sut)
                 if producer.error:
                     raise BenchError(f"live producer: {producer.error}")
                 if start is None and producer.elapsed() >= 2.0:
@@ -422,12 +412,7 @@ class Bench:
             start: Snapshot | None = None
             end: Snapshot | None = None
             while end is None:
-                time.sleep(SAMPLE_S)
-                snap = sampler.snapshot()
-                if not sut.alive():
-                    raise BenchError(
-                        f"{system.name} exited (status {sut.popen.returncode}):\n{sut.log_tail()}"
-                    )
+                snap = _next_snapshot(sampler, system, sut)
                 if start is None:
                     if snap.calls >= 200:
                         start = snap
@@ -444,6 +429,15 @@ class Bench:
         row = self._row("ceiling", latency, system, Window(start, end), best_mean=best_mean, peak_rss_kib=rss)
         row.notes.append("no Kafka; pre-built 10-event bodies, signed per call")
         return row
+
+
+def _next_snapshot(sampler: Sampler, system: System, sut: Proc) -> Snapshot:
+    """Wait one sampling period and take a snapshot; a system under test that exited ends the run."""
+    time.sleep(SAMPLE_S)
+    snap = sampler.snapshot()
+    if not sut.alive():
+        raise BenchError(f"{system.name} exited (status {sut.popen.returncode}):\n{sut.log_tail()}")
+    return snap
 
 
 def done_report(proc: Proc) -> dict[str, Any]:
