@@ -437,3 +437,15 @@ def kafka_error_code(exc: KafkaException) -> int:
     """The librdkafka error code inside a KafkaException."""
     code: int = exc.args[0].code()
     return code
+
+
+def request_of(event: Any) -> dict[str, Any]:
+    """The PutEvents request that sends one decoded :class:`~forwarder.decode.Event` alone."""
+    body: dict[str, Any] = {
+        "trackingId": event.key.tracking_id,
+        "sessionId": event.key.session_id,
+        "eventList": [event.wire],
+    }
+    if event.key.user_id is not None:
+        body["userId"] = event.key.user_id
+    return body

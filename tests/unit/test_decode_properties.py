@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from forwarder import limits
 from forwarder.config import MappingConfig
 from forwarder.decode import UNEXPECTED, Decoder, Event, Rejection
+from tests.support import request_of
 
 DECODER = Decoder(MappingConfig(), "trk")
 FIELDS = [
@@ -55,14 +56,7 @@ def _check(value: bytes | None) -> None:
     )
     result = DECODER.decode(message)
     if isinstance(result, Event):
-        body: dict[str, Any] = {
-            "trackingId": result.key.tracking_id,
-            "sessionId": result.key.session_id,
-            "eventList": [result.wire],
-        }
-        if result.key.user_id is not None:
-            body["userId"] = result.key.user_id
-        assert limits.check_request(body) is None
+        assert limits.check_request(request_of(result)) is None
         assert orjson.loads(result.encoded) == result.wire
     else:
         assert isinstance(result, Rejection)

@@ -85,16 +85,7 @@ def test_the_fast_check_is_sound(event: dict[str, Any]) -> None:
 
 
 def test_the_fast_check_takes_typical_events() -> None:
-    typical = {
-        "eventId": "t:0:1",
-        "eventType": "click",
-        "sentAt": 1714566896.25,
-        "itemId": "item-1",
-        "eventValue": 9.5,
-        "properties": '{"device":"ios","n":1}',
-        "impression": ["a", "b", "c"],
-        "recommendationId": "RID-1",
-    }
+    typical = VALID
     assert _event_ok(typical)
     assert _event_ok({"eventType": "view", "sentAt": 1714566896})
     assert not _event_ok({**typical, "eventValue": math.nan})

@@ -10,6 +10,7 @@ from forwarder import limits
 from forwarder.config import MappingConfig
 from forwarder.decode import Decoder, Event, Rejection
 from tests.corpus import Case, load_corpus
+from tests.support import request_of
 
 CASES = load_corpus()
 
@@ -32,14 +33,7 @@ def test_each_case(case: Case) -> None:
     result = Decoder(MappingConfig(), "trk").decode(message)
     if not case.bad:
         assert isinstance(result, Event), result
-        body = {
-            "trackingId": result.key.tracking_id,
-            "sessionId": result.key.session_id,
-            "eventList": [result.wire],
-        }
-        if result.key.user_id is not None:
-            body["userId"] = result.key.user_id
-        assert limits.check_request(body) is None
+        assert limits.check_request(request_of(result)) is None
         return
     assert isinstance(result, Rejection), f"{case.name} was accepted: {result}"
     assert result.stage == case.stage
