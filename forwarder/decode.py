@@ -1,7 +1,7 @@
 """Decode: one Kafka message → one PutEvents event, or a reason it cannot be one.
 
 Contract: :meth:`Decoder.decode` never raises for any message content. It returns an :class:`Event`
-that already satisfies every PutEvents limit (checked with :mod:`forwarder.limits` before anything is
+that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits` before anything is
 sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON object) or ``validate``
 (a field is missing or breaks a limit) and a message that names the field.
 
@@ -24,9 +24,9 @@ from typing import Any, Final, NamedTuple
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
-from forwarder import limits
 from forwarder.config import MappingConfig
 from forwarder.offsets import PartitionOffsets
+from forwarder.personalize import limits
 
 # `auto` sentAt: the unit that puts the time between these two is the one the producer meant.
 _PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z

@@ -2,7 +2,7 @@
 
 There is no PutEvents in moto or LocalStack, so the project ships its own: an HTTP server that a stock
 ``boto3.client("personalize-events", endpoint_url=...)`` can call. It checks the SigV4 scope, applies
-the service's limits through :func:`forwarder.limits.check_request`, injects faults on request
+the service's limits through :func:`forwarder.personalize.limits.check_request`, injects faults on request
 (latency, throttling, 5xx, dropped connections, a per-tracking-id quota), records every accepted call
 as one JSON line and exposes its counters on ``/_emulator/stats``. See ``docs/emulator.md``.
 

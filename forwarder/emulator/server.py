@@ -10,7 +10,7 @@ Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client s
 4. ``access_denied``: 403 ``AccessDeniedException``;
 5. ``error_rate``: 500 ``InternalFailure`` or 503 ``ServiceUnavailable``, half each;
 6. ``throttle_rate``: 400 ``ThrottlingException`` "Rate exceeded";
-7. the body must be JSON that :func:`forwarder.limits.check_request` accepts and hold no event whose
+7. the body must be JSON that :func:`forwarder.personalize.limits.check_request` accepts and hold no event whose
    ``itemId`` is in ``reject_item_ids``, else 400 ``InvalidInputException`` whose message starts with
    the field path;
 8. ``tracking_ids`` (when not ``None``) must hold the ``trackingId``, else 404 ``ResourceNotFoundException``;
@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Final, NamedTuple, cast
 
 import orjson
 
-from forwarder.limits import check_request
+from forwarder.personalize.limits import check_request
 
 SIGNING_NAME: Final = "personalize"
 EVENTS_PATH: Final = "/events"
