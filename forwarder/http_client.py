@@ -200,7 +200,7 @@ class _Connection(asyncio.Protocol):
             chunked = headers["transfer-encoding"].lower().rsplit(",", 1)[-1].strip() == "chunked"
             self._length = _CHUNKED if chunked else _UNTIL_EOF
         elif length is not None:
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
                 raise _malformed(f"Content-Length {length[:100]!r}")
             self._length = int(length)
         else:
