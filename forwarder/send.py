@@ -50,7 +50,7 @@ from tenacity import (
 from forwarder.batch import Batch
 from forwarder.config import PersonalizeConfig, RetryConfig
 from forwarder.decode import Event, SessionKey
-from forwarder.http_client import HttpClient, HttpConnectionError, proxy_configured
+from forwarder.personalize.http import HttpClient, HttpConnectionError, proxy_configured
 from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)

@@ -7,5 +7,6 @@ the service's limits through :func:`forwarder.personalize.limits.check_request`,
 as one JSON line and exposes its counters on ``/_emulator/stats``. See ``docs/emulator.md``.
 
 Run it with ``forwarder emulator --port 0 --record calls.jsonl`` (or ``python -m forwarder.emulator``);
-embed it with :class:`forwarder.emulator.server.Emulator` and :func:`forwarder.emulator.server.serve`.
+embed it with :class:`forwarder.emulator.service.Emulator` (the service model: rules, faults, quotas,
+recording, stats; no sockets) and :func:`forwarder.emulator.server.serve` (its HTTP/1.1 wire layer).
 """

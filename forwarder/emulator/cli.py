@@ -19,14 +19,8 @@ from typing import BinaryIO
 
 import orjson
 
-from forwarder.emulator.server import (
-    Emulator,
-    Faults,
-    InvalidSettingError,
-    bind_socket,
-    format_url,
-    serve,
-)
+from forwarder.emulator.server import bind_socket, format_url, serve
+from forwarder.emulator.service import Emulator, Faults, InvalidSettingError
 
 
 def _rate(text: str) -> float:

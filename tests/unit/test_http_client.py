@@ -23,8 +23,8 @@ from botocore.auth import SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from forwarder import http_client
-from forwarder.http_client import HttpClient, HttpConnectionError, host_header, proxy_configured
+from forwarder.personalize import http as http_client
+from forwarder.personalize.http import HttpClient, HttpConnectionError, host_header, proxy_configured
 
 pytestmark = pytest.mark.timeout(30)
 
