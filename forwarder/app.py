@@ -34,7 +34,8 @@ from forwarder.decode import Decoder, Event, Rejection
 from forwarder.logs import kafka_logger
 from forwarder.metrics import Metrics, ObservabilityServer
 from forwarder.offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
-from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender, make_transport
+from forwarder.personalize.transport import make_transport
+from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender
 
 log = logging.getLogger(__name__)
 
