@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import typing
 
 import orjson
 import pytest
@@ -56,3 +57,8 @@ def test_an_error_response_is_classified_from_its_header_or_body(
     error = classify_response(status, header, payload)
     assert type(error) is kind
     assert (error.code, error.message, error.status) == (code, message, status)
+
+
+def test_the_configuration_offers_exactly_the_registered_transports() -> None:
+    annotation = PersonalizeConfig.model_fields["transport"].annotation
+    assert set(typing.get_args(annotation)) == set(TRANSPORTS)
