@@ -19,10 +19,15 @@ from forwarder.personalize.operations import PUT_EVENTS, Operation
 
 
 class Transport(Protocol):
-    """One call of its operation for one batch (PutEvents: one session's events)."""
+    """Calls of one operation, one batch a call (PutEvents: one session's events).
+
+    The method keeps PutEvents' name, the only operation yet; the transports themselves send whatever
+    operation they were built with, so a second operation renames it, not the transports' logic.
+    """
 
     async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
-        """Return when the service accepted the call; raise a :class:`PutEventsError` otherwise."""
+        """Return when the service accepted the call; raise a
+        :class:`~forwarder.personalize.errors.PutEventsError` otherwise."""
 
     async def close(self) -> None:
         """Release connections and threads."""
