@@ -1,9 +1,9 @@
 """Decode: one Kafka message → one PutEvents event, or a reason it cannot be one.
 
 Contract: :meth:`Decoder.decode` never raises for any message content. It returns an :class:`Event`
-that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits` before anything is
-sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON object) or ``validate``
-(a field is missing or breaks a limit) and a message that names the field.
+that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits` before
+anything is sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON object) or
+``validate`` (a field is missing or breaks a limit) and a message that names the field.
 
 The event keeps a reference to its message: the dead-letter stage needs the original key, value,
 headers and timestamp. The offset tracker does not read the message's partition and offset: it uses

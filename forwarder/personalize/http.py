@@ -92,7 +92,10 @@ def _tokens(value: str) -> set[str]:
 
 
 def _content_length(value: str, max_body: int) -> int:
-    """The length a ``Content-Length`` value (repeats joined by ``", "``, all equal) gives; at most ``max_body``."""
+    """The body length a ``Content-Length`` value gives (repeats, joined by ``", "``, must be equal).
+
+    :class:`HttpParseError` if it is not a decimal number (400) or exceeds ``max_body`` (413).
+    """
     values = {v.strip() for v in value.split(",")}
     text = values.pop() if len(values) == 1 else ""
     if not (text.isascii() and text.isdigit()):  # isdigit() alone takes "²", which int() refuses
