@@ -148,6 +148,7 @@ PROFILE_STAGES = (
     ("take: decode + validate", "Decoder.decode"),
     ("take: batch + offset tracking", "App._take"),
     ("send: SigV4 signing", "botocore/auth.py"),
+    ("send: SigV4 signing", "forwarder/personalize/signing.py"),
     ("send: HTTP client (request, response callbacks)", "forwarder/personalize/http.py"),
     ("send: HTTP client (request, response callbacks)", "aiohttp/"),
     ("send: retries, limiter, bookkeeping", "forwarder/send.py"),
