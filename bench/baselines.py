@@ -147,7 +147,7 @@ def run_kafka_loop(args: argparse.Namespace, batched: bool) -> int:
 
 def run_transit(args: argparse.Namespace) -> int:
     """Produce→consume delays of a live topic, until stopped; nothing is sent anywhere."""
-    from forwarder.emulator.server import DelayHistogram  # noqa: PLC0415 - the emulator's own quantiles
+    from forwarder.emulator.service import DelayHistogram  # noqa: PLC0415 - the emulator's own quantiles
 
     stop = Stop()
     consumer = _consumer(args)
@@ -183,8 +183,8 @@ async def _ceiling(args: argparse.Namespace, stop: Stop) -> dict[str, int]:
     signer = SigV4Auth(Credentials("AKIDBENCHCEILING", "bench-secret-not-real"), "personalize", "us-east-1")
     counts = {"calls": 0, "failed_calls": 0}
     post: Callable[[bytes, dict[str, str]], Awaitable[int]]
-    if args.client == "lean":  # the forwarder's own HTTP/1.1 client (forwarder/http_client.py)
-        from forwarder.http_client import HttpClient  # noqa: PLC0415
+    if args.client == "lean":  # the forwarder's own HTTP/1.1 client (forwarder/personalize/http.py)
+        from forwarder.personalize.http import HttpClient  # noqa: PLC0415
 
         lean = HttpClient(args.endpoint, max_connections=args.concurrency, timeout_s=10.0)
 

@@ -34,7 +34,8 @@ from forwarder.decode import Decoder, Event, Rejection
 from forwarder.logs import kafka_logger
 from forwarder.metrics import Metrics, ObservabilityServer
 from forwarder.offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
-from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender, make_transport
+from forwarder.personalize.transport import make_transport
+from forwarder.send import STAGE_RETRY_EXHAUSTED, Sender
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,8 @@ def tune_gc() -> None:
     """Keep the cyclic garbage collector off the latency path.
 
     The pipeline's objects are freed by reference counting; the collector mostly re-walks what the imports
-    created (boto3/botocore alone are hundreds of thousands of objects). Measured on the live benchmark
-    (5,000 events/s): 1.26 s of collector pauses over the run, the longest 73 ms, p99 produce→accepted
-    421 ms; after freezing the start-up heap and raising the thresholds: 0.06 s, 18 ms, 260 ms.
+    created (boto3/botocore alone are hundreds of thousands of objects). Freezing the start-up heap and
+    raising the thresholds cut the collector's pauses and the p99 latency (docs/benchmarks.md).
     """
     gc.collect()
     gc.freeze()
@@ -58,8 +58,8 @@ def tune_gc() -> None:
 
 
 def run_app(app: App) -> int:
-    """Run an app to completion on uvloop where it is installed (measured: ~17 % less CPU per PutEvents
-    call than asyncio's own loop on the fast transport), else on asyncio's loop."""
+    """Run an app to completion on uvloop where it is installed (less CPU per PutEvents call than
+    asyncio's own loop: docs/benchmarks.md), else on asyncio's loop."""
     tune_gc()
     try:
         import uvloop  # noqa: PLC0415 - optional

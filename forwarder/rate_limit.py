@@ -8,8 +8,8 @@ calls succeed. Replicas thereby share a quota without a retry storm.
 
 Without a cap there is no limiter: each throttled call still waits its own exponential, jittered
 backoff before it is retried (send.py). A rate learned from throttles alone would collapse when the
-throttling is not caused by this replica's load (measured: a 20 % random throttle drove a learning
-limiter down to 1 call/s), so the cap is what gives the controller its scale.
+throttling is not caused by this replica's load (random throttling drives it to its floor:
+docs/benchmarks.md), so the cap is what gives the controller its scale.
 
 Contract: :meth:`acquire` returns when a call may start (calls spaced at the current rate, with a small
 burst allowance); :meth:`on_success` / :meth:`on_throttle` report outcomes. For one event loop.

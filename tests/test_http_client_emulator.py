@@ -12,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from forwarder.http_client import HttpClient, Response
+from forwarder.personalize.http import HttpClient, Response
 from tests.support import EmulatorProcess, start_emulator
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,8 @@ from confluent_kafka import Message
 
 from forwarder.config import MappingConfig, PersonalizeConfig
 from forwarder.decode import Decoder, Event, SessionKey
-from forwarder.send import InvalidInput, Outage, PutEventsError, Retryable, make_transport
+from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
+from forwarder.personalize.transport import make_transport
 from tests.support import AWS_TEST_ENV, EmulatorProcess, start_emulator
 
 TRANSPORTS = ["boto3", "fast"]

@@ -19,14 +19,8 @@ from typing import BinaryIO
 
 import orjson
 
-from forwarder.emulator.server import (
-    Emulator,
-    Faults,
-    InvalidSettingError,
-    bind_socket,
-    format_url,
-    serve,
-)
+from forwarder.emulator.server import bind_socket, format_url, serve
+from forwarder.emulator.service import Emulator, Faults, InvalidSettingError
 
 
 def _rate(text: str) -> float:
@@ -48,6 +42,12 @@ def _non_negative(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser`` (the ``forwarder emulator`` subcommand or ``-m``)."""
+    _server_arguments(parser)
+    _service_arguments(parser)
+    _fault_arguments(parser)
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("server")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     net.add_argument(
@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="append each accepted call's body to PATH as one JSON line, flushed per call",
     )
+
+
+def _service_arguments(parser: argparse.ArgumentParser) -> None:
     svc = parser.add_argument_group("service")
     svc.add_argument(
         "--tracking-id",
@@ -81,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="per trackingId, at most N calls/s (token bucket, bursts up to N); 0 = no quota (default)",
     )
+
+
+def _fault_arguments(parser: argparse.ArgumentParser) -> None:
     flt = parser.add_argument_group("faults (random, independent of each other)")
     flt.add_argument("--seed", type=int, default=None, help="seed the fault generators for repeatable runs")
     flt.add_argument(

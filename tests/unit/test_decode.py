@@ -8,9 +8,9 @@ import orjson
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
-from forwarder import limits
 from forwarder.config import MappingConfig, MappingFields
 from forwarder.decode import Decoder, Event, Rejection, SessionKey, derive_event_id
+from forwarder.personalize import limits
 
 BASE = {"sessionId": "s1", "userId": "u1", "eventType": "click", "sentAt": 1714566896}
 

@@ -11,9 +11,9 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forwarder import limits
 from forwarder.config import MappingConfig
 from forwarder.decode import UNEXPECTED, Decoder, Event, Rejection
+from forwarder.personalize import limits
 from tests.support import request_of
 
 DECODER = Decoder(MappingConfig(), "trk")

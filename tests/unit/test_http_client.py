@@ -23,8 +23,8 @@ from botocore.auth import SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from forwarder import http_client
-from forwarder.http_client import HttpClient, HttpConnectionError, host_header, proxy_configured
+from forwarder.personalize import http as http_client
+from forwarder.personalize.http import HttpClient, HttpConnectionError, host_header, proxy_configured
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -314,6 +314,7 @@ def test_eof_before_a_complete_response_raises_connection_error(run: Run, wire: 
         b"HTTP/1.1 2x0 OK\r\n\r\n",
         b"SPDY/3 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n",  # a digit to str.isdigit, not to int()
         b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",

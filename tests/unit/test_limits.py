@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder import limits
-from forwarder.limits import _event_ok, explain_event
+from forwarder.personalize import limits
+from forwarder.personalize.limits import _event_ok, explain_event
 
 
 def _near(limit: int) -> st.SearchStrategy[str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
-from forwarder import limits
 from forwarder.config import MappingConfig
 from forwarder.decode import Decoder, Event, Rejection
+from forwarder.personalize import limits
 from tests.corpus import Case, load_corpus
 from tests.support import request_of
 

@@ -12,17 +12,8 @@ from confluent_kafka import Message
 from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
-from forwarder.send import (
-    STAGE_API,
-    STAGE_RETRY_EXHAUSTED,
-    InvalidInput,
-    Outage,
-    PutEventsError,
-    Retryable,
-    Sender,
-    SendResult,
-    classify,
-)
+from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable, classify
+from forwarder.send import STAGE_API, STAGE_RETRY_EXHAUSTED, Sender, SendResult
 
 KEY = SessionKey("trk", "u", "s")
 FAST_RETRY = RetryConfig(initial_backoff_ms=1, max_backoff_ms=5, max_attempts=4, outage_retry_interval_s=0.05)

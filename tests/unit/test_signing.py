@@ -12,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from forwarder.config import PersonalizeConfig
-from forwarder.send import FastTransport
+from forwarder.personalize.fast_transport import FastTransport
 
 BODY = b'{"trackingId":"t","sessionId":"s","eventList":[{"eventId":"e","eventType":"view","sentAt":1}]}'
 
@@ -38,10 +38,10 @@ def test_light_signing_equals_botocore_on_awsrequest(
             {"tracking_id": "t", "region": "eu-west-1", "endpoint_url": endpoint}
         )
     )
-    light = transport._signed_headers(BODY)
-    again = transport._signed_headers(BODY)  # the cached signing key and host give the same result
-    transport._light_signing = False
-    full = transport._signed_headers(BODY)
+    light = transport.signer.headers(BODY)
+    again = transport.signer.headers(BODY)  # the cached signing key and host give the same result
+    transport.signer._light = False
+    full = transport.signer.headers(BODY)
     # And stock botocore: SigV4Auth itself on a real AWSRequest.
     request = AWSRequest(
         method="POST", url=f"{endpoint}/events", data=BODY, headers={"Content-Type": "application/json"}

@@ -1,0 +1,476 @@
+"""The PutEvents emulator's service model: its rules, fault injection, quotas, recording and stats.
+
+Pure: no sockets, no event loop. The wire layer (:mod:`forwarder.emulator.server`) parses HTTP and calls
+:meth:`Emulator.begin_call` and :meth:`Emulator.finish_call`; anything else (a test, another front-end)
+can drive the same model directly.
+
+Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client sees), checked in this order:
+
+1. the whole body is read, then the injected latency is waited (``latency_ms`` ± ``latency_jitter_ms``,
+   plus ``spike_ms`` with probability ``spike_rate``), drawn when the call arrives;
+2. ``drop_rate``: the TCP connection is closed without any response;
+3. the ``Authorization`` header must be SigV4 scoped to the signing name ``personalize``, else 403
+   ``MissingAuthenticationTokenException`` / ``InvalidSignatureException`` (the HMAC is not verified);
+4. ``access_denied``: 403 ``AccessDeniedException``;
+5. ``error_rate``: 500 ``InternalFailure`` or 503 ``ServiceUnavailable``, half each;
+6. ``throttle_rate``: 400 ``ThrottlingException`` "Rate exceeded";
+7. the body must be JSON that :func:`forwarder.personalize.limits.check_request` accepts and hold no
+   event whose ``itemId`` is in ``reject_item_ids``, else 400 ``InvalidInputException`` whose message
+   starts with the field path;
+8. ``tracking_ids`` (when not ``None``) must hold the ``trackingId``, else 404 ``ResourceNotFoundException``;
+9. ``quota_rps`` (when > 0): a token bucket per ``trackingId`` (``quota_rps`` calls per second, bursts up
+   to ``quota_rps`` calls); past it, 400 ``ThrottlingException``;
+10. success: the body is appended to the record file as one line and flushed, then 200 ``{}``.
+
+Steps 2 to 10 use the settings in force when the latency is over. Only calls that reach step 10
+are recorded. Every random decision has its own generator seeded from
+``seed`` and the fault's name, so one fault's sequence does not shift when another fault is turned on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, BinaryIO, Final, NamedTuple
+
+import orjson
+
+from forwarder.personalize.limits import check_request
+
+SIGNING_NAME: Final = "personalize"
+
+_AUTH_SCHEME: Final = "AWS4-HMAC-SHA256 "
+_RATE_FIELDS: Final = ("throttle_rate", "error_rate", "drop_rate", "spike_rate")
+_NON_NEGATIVE_FIELDS: Final = ("latency_ms", "latency_jitter_ms", "spike_ms", "quota_rps")
+_ID_SET_FIELDS: Final = ("tracking_ids", "reject_item_ids")
+
+
+class InvalidSettingError(ValueError):
+    """A fault setting of the wrong type or out of range; the message starts with the setting's name."""
+
+
+def _number(name: str, value: object, *, maximum: float = math.inf) -> float:
+    """A finite number in ``[0, maximum]``; ``bool`` is refused although Python counts it as an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidSettingError(f"{name}: must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or value > maximum:
+        limit = f"between 0 and {maximum:g}" if math.isfinite(maximum) else "a finite number >= 0"
+        raise InvalidSettingError(f"{name}: must be {limit}, got {value!r}")
+    return float(value)
+
+
+def _id_set(name: str, value: object) -> frozenset[str]:
+    if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(v, str) for v in value):
+        raise InvalidSettingError(f"{name}: must be a list of strings, got {value!r}")
+    return frozenset(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault settings. Immutable: a change replaces the whole object, so one request sees one set.
+
+    Rates are probabilities in ``[0, 1]``; durations are milliseconds; ``quota_rps`` 0 means no quota;
+    ``tracking_ids`` ``None`` means any tracking id exists; ``reject_item_ids`` lists item ids whose
+    presence in a call makes the service reject the whole call.
+    """
+
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    spike_rate: float = 0.0
+    spike_ms: float = 0.0
+    quota_rps: float = 0.0
+    access_denied: bool = False
+    tracking_ids: frozenset[str] | None = None
+    reject_item_ids: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in _RATE_FIELDS:
+            _number(name, getattr(self, name), maximum=1.0)
+        for name in _NON_NEGATIVE_FIELDS:
+            _number(name, getattr(self, name))
+        if not isinstance(self.access_denied, bool):
+            raise InvalidSettingError(f"access_denied: must be true or false, got {self.access_denied!r}")
+        if self.tracking_ids is not None:
+            _id_set("tracking_ids", self.tracking_ids)
+        _id_set("reject_item_ids", self.reject_item_ids)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def changed(self, changes: Mapping[str, object]) -> Faults:
+        """A copy with ``changes`` (JSON-shaped: lists for id sets) applied.
+
+        Raises :class:`InvalidSettingError` naming the first unknown or invalid setting; ``self`` is
+        never modified.
+        """
+        current = self.as_json()
+        for name, value in changes.items():
+            if name not in current:
+                raise InvalidSettingError(f"{name}: unknown setting; known: {', '.join(self.field_names())}")
+            current[name] = value
+        kwargs: dict[str, Any] = {}
+        for name in _RATE_FIELDS:
+            kwargs[name] = _number(name, current[name], maximum=1.0)
+        for name in _NON_NEGATIVE_FIELDS:
+            # ``quota_rps: null`` turns the quota off, as the command line's default does.
+            value = 0.0 if name == "quota_rps" and current[name] is None else current[name]
+            kwargs[name] = _number(name, value)
+        kwargs["access_denied"] = current["access_denied"]
+        tracking_ids = current["tracking_ids"]
+        kwargs["tracking_ids"] = None if tracking_ids is None else _id_set("tracking_ids", tracking_ids)
+        reject = current["reject_item_ids"]
+        kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
+        return Faults(**kwargs)
+
+    def as_json(self) -> dict[str, object]:
+        """The settings as a JSON object; id sets become sorted lists."""
+        out: dict[str, object] = {name: getattr(self, name) for name in self.field_names()}
+        for name in _ID_SET_FIELDS:
+            value = out[name]
+            if isinstance(value, frozenset):
+                out[name] = sorted(value)
+        return out
+
+
+class Stats:
+    """Counters of ``POST /events`` outcomes.
+
+    ``requests`` counts every call; each answered or dropped call also lands in exactly one of
+    ``accepted_calls``, ``invalid``, ``throttled``, ``errors``, ``dropped``, ``not_found``,
+    ``access_denied`` and ``unauthenticated``. ``accepted_events`` counts the events of accepted
+    calls, ``quota_throttled`` the part of ``throttled`` due to ``quota_rps``. A call still waiting
+    out its injected latency, or cut by a shutdown, is in ``requests`` only. Requests refused at the
+    HTTP level (malformed, or a body over 1 MiB: 413) are in none.
+    """
+
+    __slots__ = (
+        "accepted_calls",
+        "accepted_events",
+        "access_denied",
+        "dropped",
+        "errors",
+        "invalid",
+        "not_found",
+        "quota_throttled",
+        "requests",
+        "throttled",
+        "unauthenticated",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    requests: int
+    accepted_calls: int
+    accepted_events: int
+    invalid: int
+    throttled: int
+    quota_throttled: int
+    errors: int
+    dropped: int
+    not_found: int
+    access_denied: int
+    unauthenticated: int
+
+    def as_json(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class DelayHistogram:
+    """Delivery delay of accepted events: receipt time − ``sentAt``, in ms.
+
+    For a producer that stamps ``sentAt`` when it writes an event, this is its end-to-end latency
+    through Kafka and the forwarder. 1 ms buckets below 1 s, 10 ms buckets up to 120 s, one overflow
+    bucket; ``as_json`` gives ``{"count", "p50", "p90", "p99", "max"}`` (ms, the bucket's upper edge).
+    """
+
+    FINE_MS: Final = 1000
+    COARSE_MS: Final = 10
+    TOP_MS: Final = 120_000
+    SIZE: Final = FINE_MS + (TOP_MS - FINE_MS) // COARSE_MS + 1
+
+    def __init__(self) -> None:
+        self.counts = [0] * self.SIZE
+        self.count = 0
+        self.max_ms = 0.0
+
+    def add(self, ms: float) -> None:
+        """Count one delay (negative ones, from clock skew, count as 0)."""
+        if ms < self.FINE_MS:
+            index = max(0, int(ms))
+        else:
+            index = min(self.SIZE - 1, self.FINE_MS + int((ms - self.FINE_MS) / self.COARSE_MS))
+        self.counts[index] += 1
+        self.count += 1
+        self.max_ms = max(self.max_ms, ms)
+
+    def _edge(self, index: int) -> float:
+        if index < self.FINE_MS:
+            return float(index + 1)
+        return float(self.FINE_MS + (index - self.FINE_MS + 1) * self.COARSE_MS)
+
+    def quantile(self, q: float) -> float | None:
+        """The upper edge of the bucket holding the q-quantile; None when empty."""
+        if not self.count:
+            return None
+        rank = q * self.count
+        seen = 0
+        for index, n in enumerate(self.counts):
+            seen += n
+            if n and seen >= rank:
+                return self._edge(index)
+        return self.max_ms
+
+    def as_json(self) -> dict[str, float | int | None]:
+        """The summary served in ``GET /_emulator/stats``."""
+        return {
+            "count": self.count,
+            "p50": self.quantile(0.50),
+            "p90": self.quantile(0.90),
+            "p99": self.quantile(0.99),
+            "max": round(self.max_ms, 1) if self.count else None,
+        }
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+def check_authorization(header: str | None) -> tuple[str, str] | None:
+    """``None`` if ``header`` is a SigV4 ``Authorization`` scoped to ``personalize``, else (code, message).
+
+    Only the form is checked (scheme, ``Credential=key/date/region/service/aws4_request``,
+    ``SignedHeaders=``, ``Signature=``), not the HMAC: any key is fine, but a client that signs for
+    the wrong service name (``personalize-events``) is caught, as the real service would catch it.
+    """
+    if not header:
+        return "MissingAuthenticationTokenException", "Missing Authentication Token"
+    if not header.startswith(_AUTH_SCHEME):
+        return "InvalidSignatureException", "Authorization header requires the AWS4-HMAC-SHA256 scheme"
+    params: dict[str, str] = {}
+    for part in header[len(_AUTH_SCHEME) :].split(","):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            params[key] = value
+    scope = params.get("Credential", "").split("/")
+    if len(scope) != 5 or not all(scope) or scope[4] != "aws4_request":
+        return "InvalidSignatureException", (
+            "Authorization header requires 'Credential' of the form key/date/region/service/aws4_request"
+        )
+    if not params.get("SignedHeaders") or not params.get("Signature"):
+        return "InvalidSignatureException", (
+            "Authorization header requires 'SignedHeaders' and 'Signature' parameters"
+        )
+    if scope[3] != SIGNING_NAME:
+        return "InvalidSignatureException", (
+            f"Credential should be scoped to correct service: '{SIGNING_NAME}', not '{scope[3]}'."
+        )
+    return None
+
+
+class Reply(NamedTuple):
+    """An HTTP answer: status, the ``x-amzn-ErrorType`` header (``None`` on success) and the JSON body."""
+
+    status: int
+    error_type: str | None
+    body: bytes
+
+
+_ACCEPTED: Final = Reply(200, None, b"{}")
+
+
+class Emulator:
+    """State of one emulated service: fault settings, counters, quota buckets and the record file.
+
+    It knows nothing of HTTP: a front-end calls :meth:`begin_call` when a ``POST /events`` has fully
+    arrived, waits the latency it returns, then calls :meth:`finish_call` for the answer.
+
+    ``record``, when given, is an open binary file owned by the caller; each accepted call is written
+    to it as one line (the body as received, or re-encoded compactly if it held a line break) and
+    flushed before the answer is sent, so a reader sees a call once the client has its 200.
+    ``seed`` makes the random faults repeatable; ``clock`` (monotonic seconds) drives the quota.
+    """
+
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        *,
+        seed: int | None = None,
+        record: BinaryIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = Stats()
+        self.delays = DelayHistogram()
+        self._faults = faults or Faults()
+        self._record = record
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+        def rng(name: str) -> random.Random:
+            return random.Random(None if seed is None else f"{seed}:{name}")
+
+        self._latency_rng = rng("latency")
+        self._spike_rng = rng("spike")
+        self._drop_rng = rng("drop")
+        self._error_rng = rng("error")
+        self._throttle_rng = rng("throttle")
+
+    @property
+    def faults(self) -> Faults:
+        """The settings in force; assigning replaces them for every decision made from then on."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        if faults.quota_rps != self._faults.quota_rps:
+            self._buckets.clear()  # a new quota starts with full buckets
+        self._faults = faults
+
+    def apply_faults(self, changes: object) -> Faults:
+        """Apply a JSON object of settings all at once, or none of them (:class:`InvalidSettingError`)."""
+        if not isinstance(changes, Mapping):
+            raise InvalidSettingError("body: must be a JSON object of settings")
+        self.faults = self._faults.changed(changes)
+        return self._faults
+
+    def begin_call(self) -> float:
+        """Count one ``POST /events`` and draw its injected latency, in seconds (0 for none)."""
+        self.stats.requests += 1
+        faults = self._faults
+        delay_ms = faults.latency_ms
+        if faults.latency_jitter_ms:
+            jitter = faults.latency_jitter_ms
+            delay_ms += self._latency_rng.uniform(-jitter, jitter)
+        if faults.spike_rate and self._spike_rng.random() < faults.spike_rate:
+            delay_ms += faults.spike_ms
+        return delay_ms / 1000.0 if delay_ms > 0 else 0.0
+
+    def finish_call(self, raw: bytes, authorization: str | None) -> Reply | None:
+        """Decide a call whose latency is over: its :class:`Reply`, or ``None`` to drop the connection.
+
+        The order of the checks is in this module's docstring. Only accepted calls are recorded.
+        """
+        if self._faults.drop_rate and self._drop_rng.random() < self._faults.drop_rate:
+            self.stats.dropped += 1
+            return None
+        refused = self._refusal(authorization)
+        if refused is not None:
+            return refused
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.stats.invalid += 1
+            return _error(400, "InvalidInputException", f"request body: not valid JSON: {exc}")
+        refused = self._check_request(body)
+        if refused is not None:
+            return refused
+        self._accept(raw, body)
+        return _ACCEPTED
+
+    def _refusal(self, authorization: str | None) -> Reply | None:
+        """Steps 3 to 6: what is refused before the body is read (authentication, injected faults)."""
+        stats = self.stats
+        faults = self._faults
+        auth_problem = check_authorization(authorization)
+        if auth_problem is not None:
+            stats.unauthenticated += 1
+            return _error(403, *auth_problem)
+        if faults.access_denied:
+            stats.access_denied += 1
+            return _error(
+                403, "AccessDeniedException", "User is not authorized to perform: personalize:PutEvents"
+            )
+        if faults.error_rate and self._error_rng.random() < faults.error_rate:
+            stats.errors += 1
+            if self._error_rng.random() < 0.5:
+                return _error(500, "InternalFailure", "We encountered an internal error. Try again.")
+            return _error(503, "ServiceUnavailable", "Service is unavailable. Try again.")
+        if faults.throttle_rate and self._throttle_rng.random() < faults.throttle_rate:
+            stats.throttled += 1
+            return _THROTTLED
+        return None
+
+    def _check_request(self, body: Any) -> Reply | None:
+        """Steps 7 to 9: the limits, the rejected item ids, the tracking id and the quota."""
+        stats = self.stats
+        faults = self._faults
+        problem = check_request(body)
+        if problem is not None:
+            stats.invalid += 1
+            return _error(400, "InvalidInputException", problem)
+        if faults.reject_item_ids:
+            for i, event in enumerate(body["eventList"]):
+                item_id = event.get("itemId")
+                if item_id is not None and item_id in faults.reject_item_ids:
+                    stats.invalid += 1
+                    message = f"eventList[{i}].itemId: item {item_id!r} is rejected (emulator)"
+                    return _error(400, "InvalidInputException", message)
+        tracking_id: str = body["trackingId"]
+        if faults.tracking_ids is not None and tracking_id not in faults.tracking_ids:
+            stats.not_found += 1
+            return _error(404, "ResourceNotFoundException", f"Tracking ID {tracking_id} not found")
+        if faults.quota_rps and not self._take_token(tracking_id, faults.quota_rps):
+            stats.throttled += 1
+            stats.quota_throttled += 1
+            return _THROTTLED
+        return None
+
+    def _accept(self, raw: bytes, body: dict[str, Any]) -> None:
+        """Step 10: record the call (flushed before the answer), count it and its events' delays."""
+        record = self._record
+        if record is not None:
+            line = raw.strip()
+            if b"\n" in line or b"\r" in line:
+                # Line breaks can only be whitespace between JSON tokens; orjson writes none.
+                line = orjson.dumps(body)
+            record.write(line + b"\n")
+            record.flush()
+        events: list[dict[str, Any]] = body["eventList"]
+        self.stats.accepted_calls += 1
+        self.stats.accepted_events += len(events)
+        now_ms = time.time() * 1000
+        add_delay = self.delays.add
+        for event in events:
+            add_delay(now_ms - event["sentAt"] * 1000)
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the delay histogram (between phases of a benchmark)."""
+        self.stats = Stats()
+        self.delays = DelayHistogram()
+
+    def stats_json(self) -> dict[str, object]:
+        """``GET /_emulator/stats``: the counters and ``delay_ms``."""
+        return {**self.stats.as_json(), "delay_ms": self.delays.as_json()}
+
+    def _take_token(self, tracking_id: str, rps: float) -> bool:
+        now = self._clock()
+        bucket = self._buckets.get(tracking_id)
+        capacity = max(rps, 1.0)
+        if bucket is None:
+            bucket = self._buckets[tracking_id] = _Bucket(capacity, now)
+        else:
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rps)
+            bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        return False
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, code, orjson.dumps({"message": message}))
+
+
+_THROTTLED: Final = _error(400, "ThrottlingException", "Rate exceeded")

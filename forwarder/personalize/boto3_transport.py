@@ -1,0 +1,56 @@
+"""The ``boto3`` transport: the operation's client method, called from a thread pool.
+
+The SDK's blocking call runs in a pool as large as the allowed concurrency, so the event loop never
+waits on it. Its errors are mapped onto the three kinds in :mod:`forwarder.personalize.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from forwarder.config import PersonalizeConfig
+from forwarder.decode import Event, SessionKey
+from forwarder.personalize.client import boto_session, personalize_events_client
+from forwarder.personalize.errors import CREDENTIAL_ERRORS, Retryable, classify, credentials_outage
+from forwarder.personalize.operations import PUT_EVENTS, Operation
+
+
+class Boto3Transport:
+    """The boto3 client's method for ``operation``, from a thread pool of ``cfg.max_in_flight`` threads."""
+
+    def __init__(self, cfg: PersonalizeConfig, operation: Operation[SessionKey, Event] = PUT_EVENTS) -> None:
+        self._operation = operation
+        self._client = personalize_events_client(boto_session(), cfg)
+        self._method = getattr(self._client, operation.method)
+        self._pool = ThreadPoolExecutor(
+            max_workers=cfg.max_in_flight, thread_name_prefix=operation.method.replace("_", "-")
+        )
+
+    def _call(self, key: SessionKey, events: Sequence[Event]) -> None:
+        try:
+            self._method(**self._operation.params(key, events))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise classify(status, error.get("Code", ""), error.get("Message", "")) from None
+        except CREDENTIAL_ERRORS as exc:
+            raise credentials_outage(exc) from None
+        except BotoCoreError as exc:
+            raise Retryable(type(exc).__name__, str(exc)) from None
+
+    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+        """See :class:`~forwarder.personalize.transport.Transport`."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._call, key, events)
+
+    async def close(self) -> None:
+        """See :class:`~forwarder.personalize.transport.Transport`."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create(cfg: PersonalizeConfig, operation: Operation[SessionKey, Event]) -> Boto3Transport:
+    """The registry's factory (:data:`forwarder.personalize.transport.TRANSPORTS`)."""
+    return Boto3Transport(cfg, operation)

@@ -1,0 +1,115 @@
+"""The three kinds of failure of a Personalize call, and how an error response maps onto them.
+
+- :class:`InvalidInput`: the service rejected the request's content; the same request cannot succeed
+  (the sender bisects the batch and dead-letters the events rejected alone);
+- :class:`Retryable`: throttling, a 5xx, a timeout or a broken connection; the same request may succeed
+  later (the sender retries it with backoff);
+- :class:`Outage`: the service refuses every call (wrong tracking id, access denied, bad or missing
+  credentials); not the messages' fault (the sender pauses and probes; nothing is dead-lettered).
+
+Every transport raises only these (as :class:`PutEventsError`), so the sending policy does not depend on
+the transport.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+from botocore.exceptions import CredentialRetrievalError, NoCredentialsError, RefreshWithMFAUnsupportedError
+
+THROTTLING_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "LimitExceededException",
+    }
+)
+OUTAGE_CODES: Final = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "NotAuthorized",
+    }
+)
+
+# Credentials that cannot be had (none found, a provider that fails, a refresh that fails) are an outage:
+# not the messages' fault, so nothing is dead-lettered for them; the sender retries slowly until they work.
+CREDENTIAL_ERRORS: Final = (NoCredentialsError, CredentialRetrievalError, RefreshWithMFAUnsupportedError)
+
+
+class PutEventsError(Exception):
+    """A call failed; ``code`` is the service's error type (or a transport's name for it)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class InvalidInput(PutEventsError):
+    """The service rejected the request's content; retrying the same request cannot succeed."""
+
+
+class Retryable(PutEventsError):
+    """Throttling, a 5xx, a timeout or a broken connection: the same request may succeed later."""
+
+    @property
+    def throttled(self) -> bool:
+        """Whether the service asked to slow down."""
+        return self.code in THROTTLING_CODES or self.status == 429
+
+
+class Outage(PutEventsError):
+    """The service refuses every call (wrong tracking id, bad credentials): not the messages' fault."""
+
+
+def classify(status: int, code: str, message: str) -> PutEventsError:
+    """Map an error response onto the three kinds of failure the forwarder treats differently."""
+    if code in THROTTLING_CODES or status == 429:
+        return Retryable(code or "Throttled", message, status)
+    if code in OUTAGE_CODES or status in (401, 403) or (status == 404 and not code):
+        return Outage(code or f"HTTP{status}", message, status)
+    if status >= 500 or status < 400:
+        return Retryable(code or f"HTTP{status}", message, status)
+    return InvalidInput(code or f"HTTP{status}", message, status)
+
+
+def classify_response(status: int, error_type: str, payload: bytes) -> PutEventsError:
+    """:func:`classify` for a raw non-200 response of the service's JSON protocol.
+
+    The code is the ``x-amzn-ErrorType`` header, else the body's ``__type``, stripped of its namespace
+    (``...#Code``) and of anything after a colon; the message is the body's ``message`` (or ``Message``).
+    A body that is not JSON counts as empty.
+    """
+    code, message = error_type, ""
+    try:
+        parsed = orjson.loads(payload) if payload else {}
+    except orjson.JSONDecodeError:
+        parsed = {}
+    if isinstance(parsed, dict):
+        code = code or str(parsed.get("__type", ""))
+        message = str(parsed.get("message") or parsed.get("Message") or "")
+    code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    return classify(status, code, message)
+
+
+def credentials_outage(exc: Exception) -> Outage:
+    """The outage that credentials which cannot be had (one of :data:`CREDENTIAL_ERRORS`) amount to."""
+    code = "NoCredentials" if isinstance(exc, NoCredentialsError) else "CredentialsUnavailable"
+    return Outage(code, f"AWS credentials: {type(exc).__name__}: {exc}")
