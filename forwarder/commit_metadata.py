@@ -146,7 +146,8 @@ def encode(base: int, finished: FinishedOffsets, budget: int = DEFAULT_BUDGET) -
     # Each range costs at least two bytes of runs; past the limit on both, do not build either.
     if bitset_len > limit and 2 * len(ranges) > limit:
         return None
-    runs = _runs_payload(first, ranges, limit)
+    # Runs cost at least two bytes a range: when that already loses to the bitset, do not build them.
+    runs = _runs_payload(first, ranges, min(limit, bitset_len)) if 2 * len(ranges) <= bitset_len else None
     if runs is not None and len(runs) <= bitset_len:
         return _wrap(_TAG_RUNS, base, runs)
     if bitset_len <= limit:
