@@ -19,7 +19,8 @@ The base offset is inside the body so that metadata read back next to a differen
 
 Contract:
 - :func:`encode` returns the shorter encoding, or ``""`` for an empty set, or ``None`` when neither fits
-  in ``budget`` characters (then commit the plain offset and count the miss).
+  in ``budget`` characters (then commit the plain offset and count the miss). For a broker whose
+  ``offset.metadata.max.bytes`` is ``m``, pass ``m - 1`` (see ``DEFAULT_BUDGET``).
 - :func:`decode` returns exactly the encoded set for what :func:`encode` produced with the same base, an
   empty set for ``""``, and raises :class:`UnreadableMetadata` for anything else: another tool's
   metadata, an unknown version or encoding, a wrong base, a bad checksum, a non-canonical body. It never
@@ -37,7 +38,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 FORMAT_VERSION = 1
-DEFAULT_BUDGET = 4096  # the broker's offset.metadata.max.bytes default
+# The broker's offset.metadata.max.bytes (4,096 by default) less one: confluent-kafka sends the string
+# with its NUL terminator, and the broker counts it (tests/integration/test_commit_metadata_kafka.py).
+DEFAULT_BUDGET = 4095
 _MAGIC = "fw"
 _TAG_RUNS = f"{_MAGIC}{FORMAT_VERSION}R"
 _TAG_BITSET = f"{_MAGIC}{FORMAT_VERSION}B"
