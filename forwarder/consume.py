@@ -75,6 +75,12 @@ class RebalanceHandler:
         """Partitions are being taken away; finish their work and return positions to commit."""
         return {}
 
+    async def revoking_metadata(
+        self, positions: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, str]:
+        """Metadata for the final commit of ``positions`` (after :meth:`revoking`); none by default."""
+        return {}
+
     async def revoked(self, partitions: Partitions) -> None:
         """Partitions are gone (after their final commit)."""
 
@@ -192,7 +198,7 @@ class KafkaConsumer:
         try:
             positions = self._call_handler(self._handler.revoking(keys))
             if positions:
-                self._commit_now(positions)
+                self._commit_now(positions, self._call_handler(self._handler.revoking_metadata(positions)))
             self._call_handler(self._handler.revoked(keys))
         finally:
             self.rebalancing = False

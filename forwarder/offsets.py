@@ -104,6 +104,17 @@ class PartitionOffsets:
                     return end
         return nxt
 
+    @property
+    def commit_key(self) -> tuple[int, int] | None:
+        """O(1): equal keys of one state mean an equal commit (position and :meth:`finished_above`).
+
+        The set above a fixed position only grows, so (position, its size behind the lowest unfinished)
+        changes whenever the commit would: a committer compares it with the key of its last commit to
+        commit again when only the metadata changed. None while nothing was taken.
+        """
+        pos = self.position
+        return None if pos is None else (pos, len(self._finished))
+
     def finished_above(self) -> FinishedOffsets:
         """The finished offsets above :attr:`position` (for the commit metadata); empty if none.
 

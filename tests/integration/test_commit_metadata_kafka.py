@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from forwarder.commit_metadata import DEFAULT_BUDGET, FinishedOffsets, decode, encode
+from forwarder.commit_metadata import DEFAULT_BUDGET, FinishedOffsets, UnreadableMetadata, decode, encode
 from forwarder.config import KafkaConfig
 from forwarder.consume import Committed, KafkaConsumer, Partitions, RebalanceHandler
-from forwarder.offsets import TopicPartitionKey
+from forwarder.offsets import OffsetTracker, PartitionOffsets, TopicPartitionKey
 from tests.support import create_topic, produce, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -189,3 +189,147 @@ def test_a_static_member_from_a_template_joins_with_either_protocol(
             await consumer.close()
 
     assert asyncio.run(join()) == 2
+
+
+class _Owner(RebalanceHandler):
+    """What the runtime will do: seed the tracker from the commit metadata, commit it on revoke."""
+
+    reads_committed = True
+
+    def __init__(self) -> None:
+        self.tracker = OffsetTracker()
+        self.unreadable: list[str] = []
+
+    async def assigned_committed(
+        self, partitions: Partitions, committed: dict[TopicPartitionKey, Committed]
+    ) -> None:
+        for tp in partitions:
+            seed = None
+            got = committed.get(tp)
+            if got is not None and got.offset is not None:
+                try:
+                    seed = decode(got.metadata, got.offset)
+                except UnreadableMetadata as exc:
+                    self.unreadable.append(str(exc))
+            self.tracker.assign(tp, seed)
+
+    async def revoking(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
+        # Every position, moved or not: the finished set above an unmoved one may have grown.
+        out: dict[TopicPartitionKey, int] = {}
+        for tp in partitions:
+            state = self.tracker.get(tp)
+            if state is not None and state.position is not None:
+                out[tp] = state.position
+        return out
+
+    async def revoking_metadata(
+        self, positions: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, str]:
+        return self.metadata(positions)
+
+    async def revoked(self, partitions: Partitions) -> None:
+        for tp in partitions:
+            self.tracker.drop(tp)
+
+    def metadata(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, str]:
+        out: dict[TopicPartitionKey, str] = {}
+        for tp, pos in positions.items():
+            state = self.tracker.get(tp)
+            assert state is not None
+            assert state.position == pos
+            text = encode(pos, state.finished_above())
+            if text is not None:
+                out[tp] = text
+        return out
+
+
+async def _take_all(
+    consumer: KafkaConsumer, owner: _Owner, topic: str, until: int
+) -> tuple[list[int], PartitionOffsets]:
+    """Consume partition 0 up to offset ``until``; return the offsets the tracker did not skip."""
+    await consumer.subscribe()
+    taken: list[int] = []
+    deadline = time.monotonic() + 60
+    last = -1
+    while last < until:
+        assert time.monotonic() < deadline, f"consumed up to {last} of {until} within 60 s"
+        for msg in await consumer.consume(500, 0.2):
+            if msg.error() is not None:
+                continue
+            state = owner.tracker.get((topic, 0))
+            assert state is not None
+            offset = msg.offset() or 0
+            last = offset
+            if not state.track(offset):
+                taken.append(offset)
+    state = owner.tracker.get((topic, 0))
+    assert state is not None
+    return taken, state
+
+
+def test_the_next_owner_takes_only_what_the_previous_one_left_unfinished(bootstrap: str) -> None:
+    topic = create_topic(bootstrap, unique("meta-skip"), partitions=1)
+    produce(bootstrap, topic, [(None, b"{}", 0) for _ in range(300)])
+    cfg = KafkaConfig(bootstrap_servers=bootstrap, topics=[topic], group_id=unique("meta-skip-group"))
+    held_at_commit = {50, 120, 121, 199, 250}
+    held_at_end = {50, 121, 250}  # 120 and 199 finish between the periodic commit and the hand-over
+
+    async def first_owner() -> list[int]:
+        owner = _Owner()
+        consumer = KafkaConsumer(cfg, owner, asyncio.get_running_loop(), rebalance_timeout_s=10)
+        try:
+            taken, state = await _take_all(consumer, owner, topic, 299)
+            rng = random.Random(4)
+            order = [o for o in taken if o not in held_at_commit]
+            rng.shuffle(order)
+            for o in order:
+                state.finish(o)
+            positions = owner.tracker.commit_positions()
+            assert positions == {(topic, 0): 50}
+            assert await consumer.commit(positions, owner.metadata(positions)) == positions
+            owner.tracker.mark_committed(positions)
+            for o in held_at_commit - held_at_end:
+                state.finish(o)
+            return taken
+        finally:
+            await consumer.close()  # the revoke commits position 50 again, with the newer finished set
+
+    async def next_owner() -> tuple[list[int], list[str]]:
+        owner = _Owner()
+        consumer = KafkaConsumer(cfg, owner, asyncio.get_running_loop(), rebalance_timeout_s=10)
+        try:
+            taken, _state = await _take_all(consumer, owner, topic, 299)
+            return taken, owner.unreadable
+        finally:
+            await consumer.close()
+
+    assert asyncio.run(first_owner()) == list(range(300)), "a group without metadata takes every message"
+    taken, unreadable = asyncio.run(next_owner())
+    assert unreadable == []
+    assert taken == sorted(held_at_end)
+
+
+def test_metadata_of_another_tool_is_not_trusted(bootstrap: str) -> None:
+    topic = create_topic(bootstrap, unique("meta-foreign"), partitions=1)
+    produce(bootstrap, topic, [(None, b"{}", 0) for _ in range(40)])
+    group = unique("meta-foreign-group")
+    other = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        other.commit(offsets=[TopicPartition(topic, 0, 10, metadata="checkpoint=17")], asynchronous=False)
+    finally:
+        other.close()
+    cfg = KafkaConfig(bootstrap_servers=bootstrap, topics=[topic], group_id=group)
+
+    async def owner_run() -> tuple[list[int], list[str]]:
+        owner = _Owner()
+        consumer = KafkaConsumer(cfg, owner, asyncio.get_running_loop(), rebalance_timeout_s=10)
+        try:
+            taken, _state = await _take_all(consumer, owner, topic, 39)
+            return taken, owner.unreadable
+        finally:
+            await consumer.close()
+
+    taken, unreadable = asyncio.run(owner_run())
+    assert taken == list(range(10, 40))
+    assert len(unreadable) == 1
+    assert "not this codec" in unreadable[0]

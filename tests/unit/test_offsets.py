@@ -161,3 +161,23 @@ def test_tracker_assign_seeds_only_a_new_state() -> None:
     again = tracker.assign(("t", 0), FinishedOffsets.of([6]))
     assert again is part
     assert not part.track(6)
+
+
+def test_the_commit_key_changes_exactly_when_the_commit_would() -> None:
+    rng = random.Random(5)
+    for _ in range(100):
+        offsets = list(range(100, 160))
+        seed = FinishedOffsets.of(o for o in range(100, 170) if rng.random() < 0.3)
+        part = PartitionOffsets(("t", 0), seed)
+        assert part.commit_key is None
+        taken = [o for o in offsets if not part.track(o)]
+        rng.shuffle(taken)
+        seen: dict[tuple[int, int] | None, tuple[int | None, FinishedOffsets]] = {}
+        for o in taken:
+            before = (part.position, part.finished_above())
+            key_before = part.commit_key
+            part.finish(o)
+            after = (part.position, part.finished_above())
+            assert (part.commit_key != key_before) == (after != before)
+            seen.setdefault(part.commit_key, after)
+            assert seen[part.commit_key] == after
