@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
-from forwarder.commit_metadata import FinishedOffsets
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forwarder.commit_metadata import FinishedOffsets, decode, encode
 from forwarder.offsets import OffsetTracker, PartitionOffsets
 
 
@@ -181,3 +185,36 @@ def test_the_commit_key_changes_exactly_when_the_commit_would() -> None:
             assert (part.commit_key != key_before) == (after != before)
             seen.setdefault(part.commit_key, after)
             assert seen[part.commit_key] == after
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=300),
+    st.sets(st.integers(min_value=0, max_value=299)),
+    st.randoms(use_true_random=False),
+)
+def test_a_crash_hands_over_exactly_the_unfinished_messages(
+    steps: list[int], unfinished_idx: set[int], rng: random.Random
+) -> None:
+    # offsets with gaps (compaction), some left unfinished, the rest finished in any order
+    offsets = list(itertools.accumulate(steps, initial=1_000))[1:]
+    unfinished = {offsets[i] for i in unfinished_idx if i < len(offsets)}
+    first = PartitionOffsets(("t", 0))
+    for o in offsets:
+        assert not first.track(o)
+    done = [o for o in offsets if o not in unfinished]
+    rng.shuffle(done)
+    for o in done:
+        first.finish(o)
+    pos = first.position
+    assert pos is not None
+    text = encode(pos, first.finished_above(), budget=100_000)
+    assert text is not None
+    # the next owner starts at the committed offset, seeded from the metadata
+    nxt = PartitionOffsets(("t", 0), decode(text, pos))
+    taken = [o for o in offsets if o >= pos and not nxt.track(o)]
+    assert taken == sorted(unfinished)
+    if unfinished:
+        assert nxt.position == min(unfinished)
+    else:
+        assert pos == offsets[-1] + 1, "all finished: committed past the last one, nothing for the next owner"
