@@ -65,6 +65,13 @@ class FinishedOffsets:
 
     ranges: tuple[Range, ...] = ()
 
+    def __post_init__(self) -> None:
+        prev_end = -1
+        for start, end in self.ranges:
+            if not (prev_end < start < end <= _OFFSET_END):
+                raise ValueError(f"ranges must be sorted, disjoint, not touching and non-empty: {start, end}")
+            prev_end = end
+
     @classmethod
     def of(cls, offsets: Iterable[int]) -> FinishedOffsets:
         """The set of the given offsets (any order, duplicates allowed)."""

@@ -220,3 +220,11 @@ def test_finished_offsets_set_operations() -> None:
     assert a.at_or_above(3) == FinishedOffsets.of([3, 7, 9])
     assert a.union(FinishedOffsets.of([4, 8, 20])) == FinishedOffsets.of([1, 2, 3, 4, 7, 8, 9, 20])
     assert not FinishedOffsets()
+
+
+@pytest.mark.parametrize(
+    "ranges", [((3, 3),), ((5, 8), (8, 9)), ((5, 8), (2, 3)), ((-1, 2),), ((0, 2**63 + 1),)]
+)
+def test_ranges_that_are_not_canonical_are_refused(ranges: tuple[tuple[int, int], ...]) -> None:
+    with pytest.raises(ValueError, match="sorted, disjoint"):
+        FinishedOffsets(ranges)
