@@ -9,6 +9,10 @@ Contract:
 - auto commit and auto offset store are off; offsets move only through :meth:`KafkaConsumer.commit`.
 - ``classic`` group protocol uses the ``cooperative-sticky`` assignor; ``consumer`` (KIP-848) lets the
   broker assign, incrementally as well.
+- a commit may carry a metadata string per partition (the finished offsets above it, see
+  :mod:`forwarder.commit_metadata`); a handler with ``reads_committed`` gets, on assignment, the
+  committed offset and metadata of each new partition, read in the consumer thread before any message
+  of it is returned.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+import os
+import re
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -30,15 +37,48 @@ log = logging.getLogger(__name__)
 
 Partitions = list[TopicPartitionKey]
 
+# Classic protocol only (under KIP-848 the broker's group.consumer.* settings decide). A crashed
+# replica's partitions move after the session timeout: 6 s is the lowest a default broker accepts
+# (group.min.session.timeout.ms) and what the chaos run measured failover with (issue #17); librdkafka's
+# heartbeats come from its own thread, not the event loop, so a busy loop does not expire the member.
+# A heartbeat a third of the session leaves two missed heartbeats before expiry, and lets a surviving
+# member learn of a rebalance within 2 s.
+DEFAULT_SESSION_TIMEOUT_MS = 6000
+DEFAULT_HEARTBEAT_INTERVAL_MS = 2000
+
+
+class Committed(NamedTuple):
+    """A partition's committed offset (None if the group never committed it) and its metadata."""
+
+    offset: int | None
+    metadata: str
+
 
 class RebalanceHandler:
     """What the app does when partitions come and go; coroutines run on the event loop."""
 
+    # True: on assignment, read the new partitions' committed offsets and metadata (one request to the
+    # group coordinator, in the consumer thread) and call assigned_committed() instead of assigned().
+    reads_committed: bool = False
+
     async def assigned(self, partitions: Partitions) -> None:
         """Partitions were assigned."""
 
+    async def assigned_committed(
+        self, partitions: Partitions, committed: dict[TopicPartitionKey, Committed]
+    ) -> None:
+        """Partitions were assigned; ``committed`` has what the group committed for each that it could
+        read (a partition missing from it could not be read: treat it as having no metadata)."""
+        await self.assigned(partitions)
+
     async def revoking(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
         """Partitions are being taken away; finish their work and return positions to commit."""
+        return {}
+
+    async def revoking_metadata(
+        self, positions: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, str]:
+        """Metadata for the final commit of ``positions`` (after :meth:`revoking`); none by default."""
         return {}
 
     async def revoked(self, partitions: Partitions) -> None:
@@ -48,8 +88,42 @@ class RebalanceHandler:
         """Partitions were lost without a chance to commit (session timeout, fencing)."""
 
 
+_TEMPLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{hostname\}")
+
+
+def expand_instance_id(template: str, env: Mapping[str, str] | None = None) -> str:
+    """A ``group.instance.id`` from a template: ``${VAR}`` is the environment variable (for example
+    ``${HOSTNAME}``, or ``${POD_NAME}`` from Kubernetes' Downward API), ``{hostname}`` is the host name.
+
+    Raises ``ValueError`` when a variable is unset or empty, or the result is empty: replicas sharing one
+    id would fence each other, so a missing name is an error, never a default.
+    """
+    environ = os.environ if env is None else env
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            value = socket.gethostname()
+            if not value:
+                raise ValueError("group.instance.id: the host name is empty")
+            return value
+        value = environ.get(name, "")
+        if not value:
+            raise ValueError(f"group.instance.id: environment variable {name} is unset or empty")
+        return value
+
+    out = _TEMPLATE.sub(sub, template).strip()
+    if not out:
+        raise ValueError("group.instance.id is empty")
+    return out
+
+
 def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
-    """librdkafka properties of the consumer: the user's pass-through, then the ones the commit rule needs."""
+    """librdkafka properties of the consumer: the user's pass-through, then the ones the commit rule needs.
+
+    ``group.instance.id`` (static membership) comes from ``kafka.group_instance_id`` or the pass-through
+    ``kafka.client``, with its template expanded (:func:`expand_instance_id`).
+    """
     conf: dict[str, Any] = {
         "auto.offset.reset": "earliest",
         # librdkafka prefetches up to 64 MB by default; 8 MB is seconds of input at full quota, and
@@ -64,6 +138,12 @@ def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
     }
     if cfg.group_protocol == "classic":
         conf.setdefault("partition.assignment.strategy", "cooperative-sticky")
+        conf.setdefault("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS)
+        conf.setdefault("heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS)
+    # The named key is added to the schema separately; until then only the pass-through carries it.
+    instance_id = getattr(cfg, "group_instance_id", None) or conf.get("group.instance.id")
+    if instance_id:
+        conf["group.instance.id"] = expand_instance_id(str(instance_id))
     return conf
 
 
@@ -105,7 +185,11 @@ class KafkaConsumer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
         log.info("assigned %s", _fmt(keys))
-        self._call_handler(self._handler.assigned(keys))
+        if self._handler.reads_committed and keys:
+            committed = self._committed_now(keys, self._rebalance_timeout)
+            self._call_handler(self._handler.assigned_committed(keys, committed))
+        else:
+            self._call_handler(self._handler.assigned(keys))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
@@ -114,7 +198,7 @@ class KafkaConsumer:
         try:
             positions = self._call_handler(self._handler.revoking(keys))
             if positions:
-                self._commit_now(positions)
+                self._commit_now(positions, self._call_handler(self._handler.revoking_metadata(positions)))
             self._call_handler(self._handler.revoked(keys))
         finally:
             self.rebalancing = False
@@ -161,17 +245,31 @@ class KafkaConsumer:
         result: list[Message] = await self._in_thread(self._consume, max_messages, timeout, paused)
         return result
 
-    def _commit_now(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+    def _commit_now(
+        self,
+        positions: dict[TopicPartitionKey, int],
+        metadata: Mapping[TopicPartitionKey, str] | None = None,
+    ) -> dict[TopicPartitionKey, int]:
         # Only partitions still assigned: a commit queued behind a rebalance must not overwrite what the
         # partition's new owner committed.
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items() if (t, p) in owned]
+        meta = metadata or {}
+        offsets = [
+            TopicPartition(t, p, o, metadata=meta[t, p]) if (t, p) in meta else TopicPartition(t, p, o)
+            for (t, p), o in positions.items()
+            if (t, p) in owned
+        ]
         if not offsets:
             return {}
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]
+            if err.code() == KafkaError.OFFSET_METADATA_TOO_LARGE and metadata:
+                # The whole call fails (measured), though the other partitions' offsets were stored:
+                # commit the plain offsets, so every partition still moves.
+                log.warning("commit metadata refused (%s); committing the offsets without it", err.str())
+                return self._commit_now(positions)
             if err.code() != KafkaError._NO_OFFSET:
                 log.warning("commit failed: %s", err.str())
             return {}
@@ -183,10 +281,53 @@ class KafkaConsumer:
                 log.warning("commit of %s[%d] failed: %s", tp.topic, tp.partition, tp.error.str())
         return done
 
-    async def commit(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
-        """Commit the positions synchronously; return those the broker accepted."""
-        done: dict[TopicPartitionKey, int] = await self._in_thread(self._commit_now, positions)
+    async def commit(
+        self,
+        positions: dict[TopicPartitionKey, int],
+        metadata: Mapping[TopicPartitionKey, str] | None = None,
+    ) -> dict[TopicPartitionKey, int]:
+        """Commit the positions synchronously; return those the broker accepted.
+
+        ``metadata`` (optional, per partition) is stored with the offset and read back by
+        :meth:`committed`. The broker refuses metadata of ``offset.metadata.max.bytes`` characters or
+        more (the client adds a NUL; 4,096 by default, so 4,095 is the most); then these positions are
+        committed again without metadata (logged), so offsets move all the same.
+        """
+        done: dict[TopicPartitionKey, int] = await self._in_thread(self._commit_now, positions, metadata)
         return done
+
+    def _committed_now(self, partitions: Partitions, timeout: float) -> dict[TopicPartitionKey, Committed]:
+        try:
+            result = self._consumer.committed(
+                [TopicPartition(t, p) for t, p in partitions], timeout=max(timeout, 1.0)
+            )
+        except KafkaException as exc:
+            log.warning("reading committed offsets of %s failed: %s", _fmt(partitions), exc.args[0].str())
+            return {}
+        out: dict[TopicPartitionKey, Committed] = {}
+        for tp in result:
+            if tp.error is not None:
+                log.warning(
+                    "reading the committed offset of %s[%d] failed: %s",
+                    tp.topic,
+                    tp.partition,
+                    tp.error.str(),
+                )
+                continue
+            out[(tp.topic, tp.partition)] = Committed(
+                tp.offset if tp.offset >= 0 else None, tp.metadata or ""
+            )
+        return out
+
+    async def committed(
+        self, partitions: Partitions, timeout: float = 10.0
+    ) -> dict[TopicPartitionKey, Committed]:
+        """The group's committed offset and metadata of each partition that could be read (not from a
+        rebalance callback: those run in the consumer thread; use ``reads_committed`` there)."""
+        result: dict[TopicPartitionKey, Committed] = await self._in_thread(
+            self._committed_now, partitions, timeout
+        )
+        return result
 
     def _watermarks(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
         out: dict[TopicPartitionKey, int] = {}

@@ -13,11 +13,20 @@ the consumer returned them (offsets increase within a partition), then :meth:`Pa
 exactly once for each, on the same object. A partition revoked or lost is dropped from the tracker;
 late completions of its messages then land on the detached object and change nothing that is
 committed, even if the partition comes back to this replica. All methods are for one thread.
+
+Finished offsets carried over a crash (issue #14): a partition may be *seeded* at assignment with the
+offsets above its committed one that the previous owner had finished (read from the commit metadata,
+see :mod:`forwarder.commit_metadata`). :meth:`PartitionOffsets.track` of such an offset returns True:
+the message counts as finished at once, is not sent, and ``finish`` is not called for it. The position
+still never passes an unfinished offset. :meth:`PartitionOffsets.finished_above` reports what the next
+commit's metadata should carry.
 """
 
 from __future__ import annotations
 
 from collections import deque
+
+from forwarder.commit_metadata import FinishedOffsets
 
 TopicPartitionKey = tuple[str, int]
 
@@ -25,19 +34,46 @@ TopicPartitionKey = tuple[str, int]
 class PartitionOffsets:
     """Unfinished messages of one partition, for one assignment of it."""
 
-    __slots__ = ("_finished", "_next", "_pending", "committed", "tp")
+    __slots__ = ("_finished", "_next", "_pending", "_seed", "_seed_i", "_skip_end", "committed", "tp")
 
-    def __init__(self, tp: TopicPartitionKey) -> None:
+    def __init__(self, tp: TopicPartitionKey, finished: FinishedOffsets | None = None) -> None:
+        """State for a new assignment; ``finished`` are offsets known finished already (never sent)."""
         self.tp = tp
         self._pending: deque[int] = deque()  # tracked, in order; the head is the lowest unfinished
         self._finished: set[int] = set()  # finished but behind an unfinished one
         self._next: int | None = None  # one past the highest tracked offset
         self.committed: int | None = None  # last position the broker accepted
+        # The seed: ranges of offsets finished before this assignment, walked by a cursor as offsets
+        # are tracked in increasing order. ``_skip_end`` is 0 without a seed, so track() pays one compare.
+        self._seed = finished.ranges if finished else ()
+        self._seed_i = 0
+        self._skip_end = self._seed[-1][1] if self._seed else 0
 
-    def track(self, offset: int) -> None:
-        """Record that a message was taken and is not finished yet."""
+    def track(self, offset: int) -> bool:
+        """Record that a message was taken; True if it was finished before (seeded): skip it.
+
+        A skipped message counts as finished now: do not send it and do not call :meth:`finish` for it.
+        """
+        if offset < self._skip_end:
+            return self._track_seeded(offset)
         self._pending.append(offset)
         self._next = offset + 1
+        return False
+
+    def _track_seeded(self, offset: int) -> bool:
+        seed = self._seed
+        i = self._seed_i
+        while seed[i][1] <= offset:  # offset < the last range's end, so this stops inside the tuple
+            i += 1
+        self._seed_i = i
+        self._next = offset + 1
+        if seed[i][0] <= offset:
+            if self._pending:  # behind an unfinished one: kept in order, finished
+                self._pending.append(offset)
+                self._finished.add(offset)
+            return True
+        self._pending.append(offset)
+        return False
 
     def finish(self, offset: int) -> None:
         """Record that a message is finished (accepted by PutEvents, or dead-lettered and acknowledged)."""
@@ -52,8 +88,50 @@ class PartitionOffsets:
 
     @property
     def position(self) -> int | None:
-        """The committable offset: the lowest unfinished one, else one past the last taken; None if none."""
-        return self._pending[0] if self._pending else self._next
+        """The committable offset: the lowest unfinished one, else one past the last taken; None if none.
+
+        With nothing unfinished, a seeded run of finished offsets right after the last taken one is
+        passed over too (those messages were finished by the previous owner).
+        """
+        if self._pending:
+            return self._pending[0]
+        nxt = self._next
+        if nxt is not None and nxt < self._skip_end:
+            for start, end in self._seed[self._seed_i :]:
+                if start > nxt:
+                    break
+                if end > nxt:
+                    return end
+        return nxt
+
+    @property
+    def commit_key(self) -> tuple[int, int] | None:
+        """O(1): equal keys of one state mean an equal commit (position and :meth:`finished_above`).
+
+        The set above a fixed position only grows, so (position, its size behind the lowest unfinished)
+        changes whenever the commit would: a committer compares it with the key of its last commit to
+        commit again when only the metadata changed. None while nothing was taken.
+        """
+        pos = self.position
+        return None if pos is None else (pos, len(self._finished))
+
+    def finished_above(self) -> FinishedOffsets:
+        """The finished offsets above :attr:`position` (for the commit metadata); empty if none.
+
+        O(unfinished + finished behind them) per call: it is for the commit path, not per message.
+        """
+        pos = self.position
+        if pos is None:
+            return FinishedOffsets()
+        finished = self._finished
+        known = (
+            FinishedOffsets.from_sorted([o for o in self._pending if o in finished])
+            if finished
+            else FinishedOffsets()
+        )
+        if pos + 1 < self._skip_end:
+            known = known.union(FinishedOffsets(self._seed).at_or_above(pos + 1))
+        return known
 
     @property
     def unfinished(self) -> int:
@@ -67,11 +145,15 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[TopicPartitionKey, PartitionOffsets] = {}
 
-    def assign(self, tp: TopicPartitionKey) -> PartitionOffsets:
-        """Start tracking a partition (on assignment); an existing state is kept."""
+    def assign(self, tp: TopicPartitionKey, finished: FinishedOffsets | None = None) -> PartitionOffsets:
+        """Start tracking a partition (on assignment); an existing state is kept.
+
+        ``finished``: offsets above the committed one already finished (from the commit metadata); a
+        new state skips them as they are taken.
+        """
         state = self._parts.get(tp)
         if state is None:
-            state = self._parts[tp] = PartitionOffsets(tp)
+            state = self._parts[tp] = PartitionOffsets(tp, finished)
         return state
 
     def drop(self, tp: TopicPartitionKey) -> None:

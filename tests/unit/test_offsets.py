@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forwarder.commit_metadata import FinishedOffsets, decode, encode
 from forwarder.offsets import OffsetTracker, PartitionOffsets
 
 
@@ -73,3 +78,143 @@ def test_an_older_commit_acknowledgement_never_moves_a_position_back() -> None:
     tracker.mark_committed({("t", 0): 1})
     tracker.mark_committed({("t", 0): 0})
     assert part.committed == 1
+
+
+# ---- seeded with the finished offsets of a previous owner (issue #14) ----------------------------------
+
+
+def _seeded(offsets: list[int]) -> PartitionOffsets:
+    return PartitionOffsets(("t", 0), FinishedOffsets.of(offsets))
+
+
+def test_seeded_offsets_are_skipped_and_count_as_finished() -> None:
+    part = _seeded([11, 12, 14])
+    taken = [o for o in range(10, 16) if not part.track(o)]
+    assert taken == [10, 13, 15], "only the unfinished ones are for sending"
+    assert part.unfinished == 3
+    assert part.position == 10, "never past an unfinished message"
+    assert part.finished_above() == FinishedOffsets.of([11, 12, 14])
+    part.finish(10)
+    assert part.position == 13
+    assert part.finished_above() == FinishedOffsets.of([14])
+    part.finish(15)
+    part.finish(13)
+    assert part.position == 16
+    assert part.unfinished == 0
+    assert part.finished_above() == FinishedOffsets()
+
+
+def test_a_seeded_run_after_the_last_taken_message_is_committed_past() -> None:
+    part = _seeded([21, 22, 23, 30])
+    assert not part.track(20)
+    part.finish(20)
+    # 21..23 were finished by the previous owner: nothing between 20 and 24 needs to be sent again.
+    assert part.position == 24
+    assert part.finished_above() == FinishedOffsets.of([30])
+    assert part.track(21)
+    assert part.track(22)
+    assert part.position == 24
+    assert not part.track(24)
+    assert part.position == 24
+    assert part.finished_above() == FinishedOffsets.of([30])
+
+
+def test_seeded_offsets_not_taken_yet_stay_in_the_reported_set() -> None:
+    part = _seeded(list(range(101, 200)))
+    assert not part.track(100)  # held: the previous owner's lowest unfinished message
+    for o in range(101, 150):
+        assert part.track(o)
+    # 150..199 were not fetched yet; they are still known finished and must not be forgotten on commit.
+    assert part.finished_above() == FinishedOffsets.of(range(101, 200))
+    assert part.position == 100
+
+
+def test_seeded_and_unseeded_tracking_agree_with_a_model() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        offsets = sorted(rng.sample(range(1000), rng.randint(1, 60)))
+        seed = {o for o in offsets if rng.random() < 0.4} | {1000 + rng.randint(0, 5)}
+        part = PartitionOffsets(("t", 0), FinishedOffsets.of(seed))
+        taken = [o for o in offsets if not part.track(o)]
+        assert taken == [o for o in offsets if o not in seed]
+        done = set(offsets) & seed
+        order = taken[:]
+        rng.shuffle(order)
+        for o in order:
+            part.finish(o)
+            done.add(o)
+            unfinished = [x for x in offsets if x not in done]
+            pos = part.position
+            assert pos is not None
+            if unfinished:
+                assert pos == unfinished[0]
+            else:
+                assert pos >= offsets[-1] + 1
+            # the position never passes an unfinished offset, and what it passes is finished
+            assert all(x in done or x in seed for x in range(offsets[0], pos) if x in set(offsets))
+            above = set(part.finished_above())
+            assert all(x > pos for x in above)
+            assert above <= done | seed
+            assert {x for x in done | seed if x > pos} <= above
+
+
+def test_tracker_assign_seeds_only_a_new_state() -> None:
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0), FinishedOffsets.of([5]))
+    assert part.track(5)
+    again = tracker.assign(("t", 0), FinishedOffsets.of([6]))
+    assert again is part
+    assert not part.track(6)
+
+
+def test_the_commit_key_changes_exactly_when_the_commit_would() -> None:
+    rng = random.Random(5)
+    for _ in range(100):
+        offsets = list(range(100, 160))
+        seed = FinishedOffsets.of(o for o in range(100, 170) if rng.random() < 0.3)
+        part = PartitionOffsets(("t", 0), seed)
+        assert part.commit_key is None
+        taken = [o for o in offsets if not part.track(o)]
+        rng.shuffle(taken)
+        seen: dict[tuple[int, int] | None, tuple[int | None, FinishedOffsets]] = {}
+        for o in taken:
+            before = (part.position, part.finished_above())
+            key_before = part.commit_key
+            part.finish(o)
+            after = (part.position, part.finished_above())
+            assert (part.commit_key != key_before) == (after != before)
+            seen.setdefault(part.commit_key, after)
+            assert seen[part.commit_key] == after
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=300),
+    st.sets(st.integers(min_value=0, max_value=299)),
+    st.randoms(use_true_random=False),
+)
+def test_a_crash_hands_over_exactly_the_unfinished_messages(
+    steps: list[int], unfinished_idx: set[int], rng: random.Random
+) -> None:
+    # offsets with gaps (compaction), some left unfinished, the rest finished in any order
+    offsets = list(itertools.accumulate(steps, initial=1_000))[1:]
+    unfinished = {offsets[i] for i in unfinished_idx if i < len(offsets)}
+    first = PartitionOffsets(("t", 0))
+    for o in offsets:
+        assert not first.track(o)
+    done = [o for o in offsets if o not in unfinished]
+    rng.shuffle(done)
+    for o in done:
+        first.finish(o)
+    pos = first.position
+    assert pos is not None
+    text = encode(pos, first.finished_above(), budget=100_000)
+    assert text is not None
+    # the next owner starts at the committed offset, seeded from the metadata
+    nxt = PartitionOffsets(("t", 0), decode(text, pos))
+    taken = [o for o in offsets if o >= pos and not nxt.track(o)]
+    assert taken == sorted(unfinished)
+    if unfinished:
+        assert nxt.position == min(unfinished)
+    else:
+        assert pos == offsets[-1] + 1, "all finished: committed past the last one, nothing for the next owner"
