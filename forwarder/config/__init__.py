@@ -2,11 +2,12 @@
 
 One module per concern: :mod:`~forwarder.config.schema` (the sections and their validation),
 :mod:`~forwarder.config.env` (the ``FORWARDER__SECTION__KEY`` overlay), :mod:`~forwarder.config.load`
-(YAML + environment + validation, :class:`ConfigError`), :mod:`~forwarder.config.redact` (properties
-safe to log) and
+(YAML + environment + validation, :class:`ConfigError`), :mod:`~forwarder.config.clients` (librdkafka
+properties per client), :mod:`~forwarder.config.redact` (properties safe to log) and
 :mod:`~forwarder.config.reference` (docs/configuration.md). Import the public names from here.
 """
 
+from forwarder.config.clients import CONSUMER_ONLY_KEYS, producer_client_properties
 from forwarder.config.env import ENV_PREFIX, PASSTHROUGH_PATHS, apply_overrides, env_overrides
 from forwarder.config.load import ConfigError, load_config, parse_config
 from forwarder.config.redact import SECRET_MARKERS, redact
@@ -31,6 +32,7 @@ from forwarder.config.schema import (
 
 __all__ = [
     "CLASSIC_ONLY_CLIENT_KEYS",
+    "CONSUMER_ONLY_KEYS",
     "ENV_PREFIX",
     "PASSTHROUGH_PATHS",
     "RESERVED_CLIENT_KEYS",
@@ -53,6 +55,7 @@ __all__ = [
     "env_overrides",
     "load_config",
     "parse_config",
+    "producer_client_properties",
     "redact",
     "reference_markdown",
 ]

@@ -53,7 +53,7 @@ class KafkaConfig(_Section):
     client: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer and the dead-letter producer "
-        "(TLS, SASL...).",
+        "(TLS, SASL...); consumer-only ones (`session.timeout.ms`, `fetch.*`...) go to the consumer only.",
     )
     poll_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Most messages taken from the client per poll."
