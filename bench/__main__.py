@@ -273,7 +273,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="forwarder configuration for every forwarder run, dotted (limits.max_buffered_events=5000, "
+        help="forwarder configuration for every forwarder run, dotted (backpressure.max_buffered_events=5000, "
         "kafka.client.fetch.wait.max.ms=100); VALUE is YAML",
     )
     parser.add_argument(
@@ -387,7 +387,7 @@ def describe(args: argparse.Namespace, plan: Plan, backlog: CatchupTrace, live: 
     own = {k: v for k, v in librdkafka.items() if "." in k and k not in {"bootstrap.servers", "group.id"}}
     out.append(
         f"concurrency {args.concurrency} for every system; batching.linger_ms {args.linger_ms}; the forwarder "
-        f"otherwise at its defaults (limits.max_buffered_events {defaults.limits.max_buffered_events:,}, "
+        f"otherwise at its defaults (backpressure.max_buffered_events {defaults.backpressure.max_buffered_events:,}, "
         f"kafka.poll_batch_size {defaults.kafka.poll_batch_size:,}, consumer properties it sets: "
         + ", ".join(f"{k}={v}" for k, v in own.items())
         + ")"

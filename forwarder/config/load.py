@@ -9,15 +9,19 @@ appear here.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from forwarder.config.env import apply_overrides
-from forwarder.config.schema import Config
+from forwarder.config.schema import RENAMED_KEYS, Config
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -35,6 +39,43 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def renamed_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with every old key of :data:`RENAMED_KEYS` moved to its new name, and a
+    warning logged for each (before logging is set up, Python prints it on stderr). When both names
+    are set, the new one wins key by key."""
+    out = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        old_path, new_path = old.split("."), new.split(".")
+        old_parent = _node(out, old_path[:-1])
+        if old_parent is None or old_path[-1] not in old_parent:
+            continue
+        log.warning("configuration key `%s` is now `%s`; the old name still loads but will go", old, new)
+        value = old_parent.pop(old_path[-1])
+        new_parent = _node(out, new_path[:-1], create=True)
+        assert new_parent is not None  # created where missing
+        current = new_parent.get(new_path[-1])
+        if isinstance(value, dict) and isinstance(current, dict):
+            value = {**value, **current}
+        elif current is not None:
+            value = current
+        new_parent[new_path[-1]] = value
+    return out
+
+
+def _node(data: dict[str, Any], path: list[str], create: bool = False) -> dict[str, Any] | None:
+    """The mapping at ``path`` (copied on the way, so the caller's input is never changed)."""
+    node = data
+    for part in path:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if not create:
+                return None
+            child = {}
+        node[part] = child = dict(child)
+        node = child
+    return node
+
+
 def parse_config(data: object, environ: Mapping[str, str] | None = None) -> Config:
     """Validate a mapping (already read from YAML) with environment overrides applied on top.
 
@@ -44,7 +85,7 @@ def parse_config(data: object, environ: Mapping[str, str] | None = None) -> Conf
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): must be a mapping of sections, got {type(data).__name__}"])
-    merged = apply_overrides(data, os.environ if environ is None else environ)
+    merged = renamed_keys(apply_overrides(data, os.environ if environ is None else environ))
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from forwarder.config.env import ENV_PREFIX
-from forwarder.config.schema import Config
+from forwarder.config.schema import RENAMED_KEYS, Config
 
 
 def _type_name(annotation: Any) -> str:
@@ -79,4 +79,10 @@ def reference_markdown() -> str:
             walk(sub, sub_prefix)
 
     walk(Config, "")
+    lines.extend(
+        ["## Renamed keys", "", "Old names still load, with a warning; the new names are above.", ""]
+    )
+    lines.extend(["| old name | new name |", "| --- | --- |"])
+    lines.extend(f"| `{old}` | `{new}` |" for old, new in RENAMED_KEYS.items())
+    lines.append("")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ ones the forwarder sets itself; librdkafka checks the rest when the client is cr
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,6 +27,14 @@ RESERVED_CLIENT_KEYS = frozenset(
 CLASSIC_ONLY_CLIENT_KEYS = frozenset(
     {"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy", "group.protocol.type"}
 )
+
+
+# Keys renamed since they were released: old dotted path → new one. Files and environment variables
+# that use an old name still load (forwarder.config.load moves the value and warns).
+RENAMED_KEYS: Final = {
+    # `limits` read as the service's limits (forwarder/limits.py); this section is the memory bound.
+    "limits": "backpressure",
+}
 
 
 class _Section(BaseModel):
@@ -204,8 +212,8 @@ class MappingConfig(_Section):
     )
 
 
-class LimitsConfig(_Section):
-    """Memory bounds."""
+class BackpressureConfig(_Section):
+    """The memory bound: how many events a replica holds before it stops consuming (formerly `limits`)."""
 
     max_buffered_events: int = Field(
         default=20_000,
@@ -251,7 +259,12 @@ class Config(_Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     dead_letter: DeadLetterConfig
     mapping: MappingConfig = Field(default_factory=MappingConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def limits(self) -> BackpressureConfig:
+        """The ``backpressure`` section under its name before the rename, for code not yet moved over."""
+        return self.backpressure

@@ -88,7 +88,7 @@ def forwarder_config(
     overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Write the forwarder's YAML: defaults everywhere except what a benchmark must set, then
-    ``overrides`` (dotted path → value, e.g. ``{"limits.max_buffered_events": 5000}``)."""
+    ``overrides`` (dotted path → value, e.g. ``{"backpressure.max_buffered_events": 5000}``)."""
     data: dict[str, Any] = {
         "kafka": {"bootstrap_servers": bootstrap, "topics": [topic], "group_id": group},
         "personalize": {
