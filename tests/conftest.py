@@ -1,4 +1,4 @@
-"""Fixtures shared by every tier. The tiers live in their own directories: unit/ (no process, no network),
+"""Fixtures shared by every tier. The tiers live in their own directories: unit/ (no emulator, no broker),
 component/ (the emulator as a process, no Kafka), integration/ (a real broker; marked ``integration``
 by its conftest), static/ (files checked offline). Their helpers are in tests/harness/.
 
