@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit bench chaos venv stop clean
+.PHONY: run test lint unit component static integration bench chaos venv stop clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,8 +24,18 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The test tiers, one directory each (make test runs them all, after lint):
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
+
+component: venv
+	$(BIN)/python -m pytest tests/component -q
+
+static: venv
+	$(BIN)/python -m pytest tests/static -q
+
+integration: venv
+	PYTHON=$(BIN)/python $(BIN)/python -m pytest tests/integration
 
 test: lint
 	PYTHON=$(BIN)/python $(BIN)/python -m pytest

@@ -34,12 +34,13 @@ from types import FrameType
 import yaml
 from confluent_kafka import Producer, libversion
 
-from bench.procs import REPO, BenchError, Kafka, Registry
+from bench.procs import BenchError, Registry
 from bench.report import Row, bounds, targets, text_table, write_doc
 from bench.runs import Bench, System
 from bench.workloads import CatchupTrace, LiveTrace
 from forwarder.config import Config
 from forwarder.consume import consumer_config
+from tests.harness import REPO, LocalKafka
 
 FORWARDER_FAST = System("forwarder fast", "forwarder", transport="fast")
 FORWARDER_BOTO3 = System("forwarder boto3", "forwarder", transport="boto3")
@@ -217,7 +218,7 @@ def forwarder_revision() -> str:
     return head + (" (forwarder/ has uncommitted changes)" if dirty else "")
 
 
-def machine_facts(kafka: Kafka) -> list[tuple[str, str]]:
+def machine_facts(kafka: LocalKafka) -> list[tuple[str, str]]:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
         for line in fh:
@@ -273,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="forwarder configuration for every forwarder run, dotted (limits.max_buffered_events=5000, "
+        help="forwarder configuration for every forwarder run, dotted (backpressure.max_buffered_events=5000, "
         "kafka.client.fetch.wait.max.ms=100); VALUE is YAML",
     )
     parser.add_argument(
@@ -387,7 +388,7 @@ def describe(args: argparse.Namespace, plan: Plan, backlog: CatchupTrace, live: 
     own = {k: v for k, v in librdkafka.items() if "." in k and k not in {"bootstrap.servers", "group.id"}}
     out.append(
         f"concurrency {args.concurrency} for every system; batching.linger_ms {args.linger_ms}; the forwarder "
-        f"otherwise at its defaults (limits.max_buffered_events {defaults.limits.max_buffered_events:,}, "
+        f"otherwise at its defaults (backpressure.max_buffered_events {defaults.backpressure.max_buffered_events:,}, "
         f"kafka.poll_batch_size {defaults.kafka.poll_batch_size:,}, consumer properties it sets: "
         + ", ".join(f"{k}={v}" for k, v in own.items())
         + ")"
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = REPO / ".local" / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry()
-    kafka = Kafka(args.kafka_port, args.kafka_data_dir)
+    kafka = LocalKafka(args.kafka_port, args.kafka_data_dir)
     if args.fresh and args.kafka_data_dir.exists():
         kafka.started_here = True  # a broker left running on the bench's own data (--keep-kafka)
         kafka.stop()
@@ -460,7 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     facts: list[tuple[str, str]] = []
     try:
         progress(f"starting Kafka on {kafka.bootstrap} (data {kafka.data_dir}); logs in {run_dir}")
-        kafka.start()
+        try:
+            kafka.start(timeout=240)
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
         facts = machine_facts(kafka)
         progress(f"Kafka {kafka.version()} ready (pid {kafka.pid})")
         bench.create_topic(DEAD_LETTER, 1)

@@ -31,18 +31,10 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bench.measure import Sampler, Snapshot, Window, cpu_seconds, status_kib
-from bench.procs import (
-    PYTHON,
-    BenchError,
-    Kafka,
-    Proc,
-    Registry,
-    forwarder_config,
-    start_emulator,
-    wait_for_log,
-)
+from bench.procs import PYTHON, BenchError, Proc, Registry, start_latency_emulator, wait_for_log
 from bench.report import Row
 from bench.workloads import LIVE_PRODUCER_LINGER_MS, LiveTrace
+from tests.harness import LocalKafka, forwarder_config
 
 SAMPLE_S = 0.25
 WARMUP_TIMEOUT_S = 90.0
@@ -70,7 +62,7 @@ class Bench:
     """What every run shares."""
 
     registry: Registry
-    kafka: Kafka
+    kafka: LocalKafka
     run_dir: Path
     concurrency: int
     linger_ms: int
@@ -280,7 +272,9 @@ class Bench:
         warmup_s: float,
     ) -> Row:
         tag = f"catchup-{latency:g}ms-{system.slug}"
-        emulator, url = start_emulator(self.registry, latency, log=self.run_dir / f"{tag}.emulator.log")
+        emulator, url = start_latency_emulator(
+            self.registry, latency, log=self.run_dir / f"{tag}.emulator.log"
+        )
         sut = self.start_system(system, tag, url, topic)
         profiler = None
         profiler_cpu: float | None = None
@@ -337,7 +331,9 @@ class Bench:
         tag = f"live{trace.rate:g}-{latency:g}ms-{system.slug}"
         topic = f"bench-live-{uuid.uuid4().hex[:8]}"
         self.create_topic(topic)
-        emulator, url = start_emulator(self.registry, latency, log=self.run_dir / f"{tag}.emulator.log")
+        emulator, url = start_latency_emulator(
+            self.registry, latency, log=self.run_dir / f"{tag}.emulator.log"
+        )
         sut = self.start_system(system, tag, url, topic)
         producer: LiveProducer | None = None
         try:
@@ -404,7 +400,9 @@ class Bench:
 
     def ceiling_run(self, system: System, latency: float, cap_s: float, best_mean: float) -> Row:
         tag = f"ceiling-{latency:g}ms-{system.slug}"
-        emulator, url = start_emulator(self.registry, latency, log=self.run_dir / f"{tag}.emulator.log")
+        emulator, url = start_latency_emulator(
+            self.registry, latency, log=self.run_dir / f"{tag}.emulator.log"
+        )
         sut = self.start_system(system, tag, url, None)
         try:
             sampler = self.sampler(url, sut, emulator)

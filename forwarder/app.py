@@ -6,7 +6,7 @@ each other's state; the app moves events between them and owns the rules that sp
 - every message taken is tracked by the offset tracker until it is *finished* (accepted by PutEvents,
   or acknowledged on the dead-letter topic); commits only ever carry tracker positions;
 - backpressure: when buffered + in-flight + unacknowledged dead-letter events reach
-  ``limits.max_buffered_events`` (or the service is in an outage) every partition is paused, and polling
+  ``backpressure.max_buffered_events`` (or the service is in an outage) every partition is paused, and polling
   goes on so the group keeps this member; consumption resumes at half the limit;
 - rebalances: revoked partitions are flushed and awaited (bounded by ``shutdown.timeout_s``) and their
   positions committed before they are let go; lost partitions are dropped without a commit;
@@ -440,7 +440,7 @@ class App(RebalanceHandler):
     def _backpressure(self) -> None:
         """Decide whether consumption pauses; the next poll applies it (see KafkaConsumer.consume)."""
         assert self._sender is not None
-        limit = self.cfg.limits.max_buffered_events
+        limit = self.cfg.backpressure.max_buffered_events
         load = self.load()
         outage = self._sender.in_outage
         if not self.paused and (load >= limit or outage):

@@ -127,7 +127,7 @@ def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "auto.offset.reset": "earliest",
         # librdkafka prefetches up to 64 MB by default; 8 MB is seconds of input at full quota, and
-        # the forwarder's own buffer (limits.max_buffered_events) is what smooths the flow.
+        # the forwarder's own buffer (backpressure.max_buffered_events) is what smooths the flow.
         "queued.max.messages.kbytes": 8192,
         **cfg.client,
         "bootstrap.servers": cfg.bootstrap_servers,

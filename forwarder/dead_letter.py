@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from forwarder.config import Config
+from forwarder.config import Config, producer_client_properties
 from forwarder.logs import kafka_logger
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,7 @@ class DeadLetterWriter:
         self.topic = cfg.dead_letter.topic
         self._include_payloads = cfg.logging.include_payloads
         conf: dict[str, Any] = {
-            "bootstrap.servers": cfg.kafka.bootstrap_servers,
-            **cfg.kafka.client,
+            **producer_client_properties(cfg.kafka),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
@@ -119,7 +118,6 @@ class DeadLetterWriter:
             "message.timeout.ms": 60_000,
             **cfg.dead_letter.producer,
         }
-        conf.pop("group.instance.id", None)
         if on_error is not None:
             conf["error_cb"] = on_error
         self._producer = Producer(conf, logger=kafka_logger())

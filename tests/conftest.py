@@ -1,4 +1,8 @@
-"""Where the tests get a real Kafka broker, in this order:
+"""Fixtures shared by every tier. The tiers live in their own directories: unit/ (no emulator, no broker),
+component/ (the emulator as a process, no Kafka), integration/ (a real broker; marked ``integration``
+by its conftest), static/ (files checked offline). Their helpers are in tests/harness/.
+
+Where the tests get a real Kafka broker, in this order:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (a broker someone else runs; left running);
 2. testcontainers' Kafka container, if a Docker engine answers;
@@ -10,18 +14,16 @@ There is no mock Kafka in the integration tests.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, STARTED, kafka_script, stop_process
+from tests.harness import REPO, STARTED, LocalKafka, kafka_script, stop_process
 
 
 @dataclass(frozen=True)
@@ -62,22 +64,16 @@ def broker() -> Iterator[Broker]:
         with KafkaContainer("apache/kafka:4.1.1") as container:
             yield Broker(container.get_bootstrap_server())
         return
-    port = os.environ.get("KAFKA_TEST_PORT", "19092")
+    port = int(os.environ.get("KAFKA_TEST_PORT", "19092"))
+    sasl_port = int(os.environ.get("KAFKA_TEST_SASL_PORT", str(port + 2)))
     data = REPO / ".local" / f"kafka-test-{port}"
     shutil.rmtree(data, ignore_errors=True)
-    env = {
-        **os.environ,
-        "KAFKA_PORT": port,
-        "KAFKA_DATA_DIR": str(data),
-        "KAFKA_SASL_PORT": os.environ.get("KAFKA_TEST_SASL_PORT", str(int(port) + 2)),
-        "PYTHON": sys.executable,
-    }
-    bootstrap = kafka_script("start", env).splitlines()[-1]
+    kafka = LocalKafka(port, data, sasl_port)
+    bootstrap = kafka.start()
     try:
-        yield Broker(bootstrap, env)
+        yield Broker(bootstrap, kafka.env())
     finally:
-        with contextlib.suppress(Exception):
-            kafka_script("stop", env)
+        kafka.stop()
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +90,11 @@ def work_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _stop_leftover_processes() -> Iterator[None]:
-    """Whatever a test started and did not stop (it failed half way), stop it by its pid."""
+    """Whatever a test started and did not stop (it failed half way), stop it by its pid. Processes
+    started before the test (by fixtures of a wider scope, set up first) are their fixture's to stop."""
+    before = len(STARTED)
     yield
-    while STARTED:
+    while len(STARTED) > before:
         proc = STARTED.pop()
         if proc.poll() is None:
             stop_process(proc, timeout=15)

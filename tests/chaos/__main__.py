@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from tests.chaos.run import BrokerControl, ChaosSettings, run_chaos
-from tests.support import REPO, kafka_script
+from tests.harness import REPO, LocalKafka
 
 
 def main() -> int:
@@ -29,12 +29,8 @@ def main() -> int:
 
     data = REPO / ".local" / f"kafka-chaos-{args.kafka_port}"
     shutil.rmtree(data, ignore_errors=True)
-    env = {**os.environ, "KAFKA_PORT": args.kafka_port, "KAFKA_DATA_DIR": str(data), "PYTHON": sys.executable}
-    bootstrap = kafka_script("start", env).splitlines()[-1]
-
-    def restart() -> None:
-        kafka_script("stop", env)
-        kafka_script("start", env)
+    kafka = LocalKafka(int(args.kafka_port), data)
+    bootstrap = kafka.start()
 
     settings = ChaosSettings(
         events=args.events,
@@ -47,10 +43,13 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="chaos-") as work:
             result = run_chaos(
-                BrokerControl(bootstrap, restart), Path(work), settings, say=lambda s: print(s, flush=True)
+                BrokerControl(bootstrap, kafka.restart),
+                Path(work),
+                settings,
+                say=lambda s: print(s, flush=True),
             )
     finally:
-        kafka_script("stop", env)
+        kafka.stop()
     print("\nfaults injected:")
     for fault in result.faults:
         print(f"  {fault}")

@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from tests.support import (
+from tests.harness import (
     EmulatorProcess,
     ForwarderConfig,
     ForwarderProcess,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_every_problem_is_named_by_its_dotted_path() -> None:
         "extra_section": {},
     }
     with pytest.raises(ConfigError) as info:
-        parse_config(bad, environ={"FORWARDER__LIMITS__MAX_BUFFERED_EVENTS": "lots"})
+        parse_config(bad, environ={"FORWARDER__BACKPRESSURE__MAX_BUFFERED_EVENTS": "lots"})
     text = "\n".join(info.value.problems)
     for path in (
         "kafka.bootstrap_servers",
@@ -68,7 +69,7 @@ def test_every_problem_is_named_by_its_dotted_path() -> None:
         "personalize.transport",
         "batching.max_events",
         "batching.linger_ms",
-        "limits.max_buffered_events",
+        "backpressure.max_buffered_events",
         "extra_section: unknown key",
     ):
         assert path in text, f"{path} missing from:\n{text}"
@@ -129,3 +130,51 @@ def test_the_configuration_reference_is_generated_from_the_schema() -> None:
     assert written == reference_markdown(), "run: python -m forwarder.config > docs/configuration.md"
     for key in ("kafka.bootstrap_servers", "personalize.max_calls_per_second", "mapping.fields.sessionId"):
         assert f"`{key}`" in written
+
+
+def test_the_memory_bound_is_the_backpressure_section() -> None:
+    cfg = parse_config({**MINIMAL, "backpressure": {"max_buffered_events": 500}}, environ={})
+    assert cfg.backpressure.max_buffered_events == 500
+    env = {"FORWARDER__BACKPRESSURE__MAX_BUFFERED_EVENTS": "700"}
+    assert parse_config(MINIMAL, environ=env).backpressure.max_buffered_events == 700
+
+
+RENAMED = "configuration key `limits` is now `backpressure`"
+
+
+def test_the_old_limits_section_still_loads_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = parse_config({**MINIMAL, "limits": {"max_buffered_events": 500}}, environ={})
+    assert cfg.backpressure.max_buffered_events == 500
+    cfg = parse_config(MINIMAL, environ={"FORWARDER__LIMITS__MAX_BUFFERED_EVENTS": "600"})
+    assert cfg.backpressure.max_buffered_events == 600
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and RENAMED in r.getMessage()]
+    assert len(warnings) == 2
+
+
+def test_the_new_name_wins_over_the_old_one_key_by_key() -> None:
+    data = {
+        **MINIMAL,
+        "limits": {"max_buffered_events": 500},
+        "backpressure": {"max_buffered_events": 900},
+    }
+    assert parse_config(data, environ={}).backpressure.max_buffered_events == 900
+    assert data["limits"] == {"max_buffered_events": 500}, "the caller's mapping is left unchanged"
+
+
+def test_a_bad_value_under_the_old_name_is_named_by_the_new_path() -> None:
+    with pytest.raises(ConfigError, match=r"backpressure\.max_buffered_events"):
+        parse_config({**MINIMAL, "limits": {"max_buffered_events": "lots"}}, environ={})
+
+
+def test_check_config_warns_about_an_old_name(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text((REPO / "config" / "local.yaml").read_text() + "\nlimits:\n  max_buffered_events: 500\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "check-config", "--config", str(old)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert RENAMED in result.stderr

@@ -22,9 +22,9 @@ import botocore.exceptions
 import orjson
 import pytest
 
-from tests.emulator.conftest import RawConnection, RunningEmulator, http, request_bytes, signed_headers
+from tests.harness import EmulatorProcess, RawConnection, http, request_bytes, signed_headers
 
-Start = Callable[..., RunningEmulator]
+Start = Callable[..., EmulatorProcess]
 
 EMOJI = "\U0001f600"  # one code point, four UTF-8 bytes, two UTF-16 units
 MAX_EVENT_BYTES = 10 * 1024
@@ -67,7 +67,7 @@ def error_code(error: botocore.exceptions.ClientError) -> str:
     return code
 
 
-def expect_invalid(emulator: RunningEmulator, body: dict[str, Any], path: str) -> None:
+def expect_invalid(emulator: EmulatorProcess, body: dict[str, Any], path: str) -> None:
     """The call fails with InvalidInputException whose message starts with ``path:``."""
     client = emulator.client
     with pytest.raises(client.exceptions.InvalidInputException) as caught:
@@ -177,7 +177,7 @@ def test_big_event_fixture_straddles_the_size_limit() -> None:
 
 @pytest.mark.parametrize(("edge", "past", "path"), [case[1:] for case in EDGES], ids=[c[0] for c in EDGES])
 def test_limit_accepted_at_edge_rejected_past_it(
-    shared_emulator: RunningEmulator, edge: dict[str, Any], past: dict[str, Any], path: str
+    shared_emulator: EmulatorProcess, edge: dict[str, Any], past: dict[str, Any], path: str
 ) -> None:
     shared_emulator.client.put_events(**edge)
     expect_invalid(shared_emulator, past, path)
@@ -220,47 +220,47 @@ def test_limit_accepted_at_edge_rejected_past_it(
         ({"sentAt": dt.datetime(1969, 12, 31, tzinfo=dt.UTC)}, "eventList[1].sentAt"),
     ],
 )
-def test_rejected_values(shared_emulator: RunningEmulator, fields: dict[str, Any], path: str) -> None:
+def test_rejected_values(shared_emulator: EmulatorProcess, fields: dict[str, Any], path: str) -> None:
     expect_invalid(shared_emulator, second_event(**fields), path)
 
 
-def test_reserved_property_names_elsewhere_are_fine(shared_emulator: RunningEmulator) -> None:
+def test_reserved_property_names_elsewhere_are_fine(shared_emulator: EmulatorProcess) -> None:
     shared_emulator.client.put_events(
         **second_event(properties='{"userIdHash": "1", "numberOfRatings": "12"}')
     )
 
 
-def test_empty_event_list_is_refused_by_botocore_itself(shared_emulator: RunningEmulator) -> None:
+def test_empty_event_list_is_refused_by_botocore_itself(shared_emulator: EmulatorProcess) -> None:
     with pytest.raises(botocore.exceptions.ParamValidationError):
         shared_emulator.client.put_events(**request(eventList=[]))
 
 
-def test_sent_at_as_datetime(shared_emulator: RunningEmulator) -> None:
+def test_sent_at_as_datetime(shared_emulator: EmulatorProcess) -> None:
     shared_emulator.client.put_events(**second_event(sentAt=dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)))
 
 
-def test_body_not_json_is_invalid_input(shared_emulator: RunningEmulator) -> None:
+def test_body_not_json_is_invalid_input(shared_emulator: EmulatorProcess) -> None:
     response = shared_emulator.post_events(b'{"trackingId": ')
     assert response.status == 400
     assert response.headers["x-amzn-ErrorType"] == "InvalidInputException"
     assert response.json()["message"].startswith("request body:")
 
 
-def test_unsigned_request_is_forbidden(shared_emulator: RunningEmulator) -> None:
+def test_unsigned_request_is_forbidden(shared_emulator: EmulatorProcess) -> None:
     response = shared_emulator.post_events(orjson.dumps(request()), service=None)
     assert response.status == 403
     assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert "message" in response.json()
 
 
-def test_request_signed_for_the_wrong_service_is_forbidden(shared_emulator: RunningEmulator) -> None:
+def test_request_signed_for_the_wrong_service_is_forbidden(shared_emulator: EmulatorProcess) -> None:
     response = shared_emulator.post_events(orjson.dumps(request()), service="personalize-events")
     assert response.status == 403
     assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
     assert "'personalize'" in response.json()["message"]
 
 
-def test_health(shared_emulator: RunningEmulator) -> None:
+def test_health(shared_emulator: EmulatorProcess) -> None:
     assert shared_emulator.get("/_emulator/health").status == 200
 
 
@@ -344,7 +344,7 @@ def test_quota_throttles_a_burst_per_tracking_id(emulators: Start) -> None:
 
 
 def test_seeded_faults_repeat(emulators: Start) -> None:
-    def outcomes(emulator: RunningEmulator) -> list[str]:
+    def outcomes(emulator: EmulatorProcess) -> list[str]:
         out = []
         for _ in range(16):
             try:
@@ -460,7 +460,7 @@ def test_delivery_delay_and_reset(emulators: Start) -> None:
     ],
 )
 def test_bad_fault_settings_are_refused_whole(
-    shared_emulator: RunningEmulator, changes: dict[str, Any], name: str
+    shared_emulator: EmulatorProcess, changes: dict[str, Any], name: str
 ) -> None:
     before = shared_emulator.get("/_emulator/faults").json()
     answer = http(f"{shared_emulator.url}/_emulator/faults", json.dumps(changes).encode(), method="POST")
@@ -557,12 +557,12 @@ def test_sigterm_does_not_wait_for_a_slow_call(emulators: Start) -> None:
 # --- HTTP: what other clients (the forwarder's aiohttp transport, curl, a pipelining client) get ---
 
 
-def signed_events_request(emulator: RunningEmulator, body: bytes, **extra: str) -> bytes:
+def signed_events_request(emulator: EmulatorProcess, body: bytes, **extra: str) -> bytes:
     headers = signed_headers(f"{emulator.url}/events", body)
     return request_bytes("POST", "/events", {**headers, **extra}, body)
 
 
-def test_aiohttp_client_keeps_one_connection(shared_emulator: RunningEmulator) -> None:
+def test_aiohttp_client_keeps_one_connection(shared_emulator: EmulatorProcess) -> None:
     body = orjson.dumps(request())
     headers = signed_headers(f"{shared_emulator.url}/events", body)
     bad = orjson.dumps(second_event(recommendationId="r" * 41))
@@ -615,7 +615,7 @@ def test_pipelined_requests_are_answered_in_order(emulators: Start) -> None:
     assert answers[3].json()["invalid"] == 1
 
 
-def test_chunked_body_and_expect_continue(shared_emulator: RunningEmulator) -> None:
+def test_chunked_body_and_expect_continue(shared_emulator: EmulatorProcess) -> None:
     body = orjson.dumps(request(sessionId="chunked"))
     headers = signed_headers(f"{shared_emulator.url}/events", body)
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
@@ -640,7 +640,7 @@ def test_chunked_body_and_expect_continue(shared_emulator: RunningEmulator) -> N
     ("version", "connection"), [("1.0", None), ("1.1", "close")], ids=["HTTP/1.0", "Connection: close"]
 )
 def test_connection_closed_when_the_client_asks(
-    shared_emulator: RunningEmulator, version: str, connection: str | None
+    shared_emulator: EmulatorProcess, version: str, connection: str | None
 ) -> None:
     conn = RawConnection(shared_emulator.url)
     try:
@@ -680,7 +680,7 @@ def test_connection_closed_when_the_client_asks(
     ],
 )
 def test_malformed_http_is_refused_and_closed(
-    shared_emulator: RunningEmulator, data: bytes, status: int
+    shared_emulator: EmulatorProcess, data: bytes, status: int
 ) -> None:
     before = shared_emulator.stats()
     conn = RawConnection(shared_emulator.url)
@@ -695,7 +695,7 @@ def test_malformed_http_is_refused_and_closed(
     assert shared_emulator.stats() == before, "not a PutEvents call: no counter moves"
 
 
-def test_unknown_paths_and_methods(shared_emulator: RunningEmulator) -> None:
+def test_unknown_paths_and_methods(shared_emulator: EmulatorProcess) -> None:
     assert shared_emulator.get("/nowhere").status == 404
     assert shared_emulator.get("/_emulator/nothing").status == 404
     answer = shared_emulator.get("/events")
@@ -719,7 +719,7 @@ def test_call_of_a_client_that_left_is_still_decided(emulators: Start) -> None:
     assert emulator.calls() == [request()]
 
 
-def test_requests_trickled_in_small_pieces(shared_emulator: RunningEmulator) -> None:
+def test_requests_trickled_in_small_pieces(shared_emulator: EmulatorProcess) -> None:
     body = orjson.dumps(request(sessionId="trickled"))
     headers = signed_headers(f"{shared_emulator.url}/events", body)
     chunked = b"".join(
@@ -740,7 +740,7 @@ def test_requests_trickled_in_small_pieces(shared_emulator: RunningEmulator) -> 
     assert shared_emulator.calls()[-2:] == [json.loads(body)] * 2
 
 
-def test_bad_attribution_source_is_refused_quickly(shared_emulator: RunningEmulator) -> None:
+def test_bad_attribution_source_is_refused_quickly(shared_emulator: EmulatorProcess) -> None:
     # The model's regex backtracks in cubic time on this input: 2 s per event before limits.py avoided it.
     began = time.monotonic()
     source = "a" * 1023 + "\x01"

@@ -1,7 +1,9 @@
-"""Fixtures for the emulator's tests: the emulator runs as a real subprocess, driven by boto3 itself.
+"""The PutEvents emulator as a process, and raw HTTP to it: one way to start it for the tests, the chaos
+run and the bench.
 
-Every process started here is stopped by its pid when its fixture ends (SIGTERM, bounded wait, SIGKILL);
-every wait is bounded in time.
+:func:`start_emulator` runs ``python -m forwarder emulator --port 0`` and waits (bounded) for the one line
+the emulator prints on stdout once it listens; the process is registered in
+:data:`~tests.harness.processes.STARTED` and stopped by its pid.
 """
 
 from __future__ import annotations
@@ -16,22 +18,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from tests.support import stop_process
+from tests.harness.processes import REPO, STARTED, stop_process, unique
 
-REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
 _SESSION = boto3.session.Session()
 
 
@@ -48,8 +47,9 @@ class Response:
 
 
 @dataclass
-class RunningEmulator:
-    """An emulator subprocess, its base URL and its record file."""
+class EmulatorProcess:
+    """A running ``forwarder emulator``: its process, its base URL, its record file (never written when
+    started with ``record=False``) and the file of its stderr."""
 
     proc: subprocess.Popen[str]
     url: str
@@ -75,31 +75,83 @@ class RunningEmulator:
         return http(f"{self.url}{path}")
 
     def stats(self) -> dict[str, Any]:
+        """The emulator's counters."""
         response = self.get("/_emulator/stats")
-        assert response.status == 200
+        assert response.status == 200, response.body
         result: dict[str, Any] = response.json()
         return result
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change fault settings while it runs; the settings now in force."""
         response = http(f"{self.url}/_emulator/faults", json.dumps(changes).encode(), method="POST")
         assert response.status == 200, response.body
         result: dict[str, Any] = response.json()
         return result
 
     def calls(self) -> list[dict[str, Any]]:
-        """Every recorded call; lines are split on "\\n" only, as a JSON string may hold U+2028."""
+        """Every accepted call, as recorded. Lines are split on "\\n" only, as a JSON string may hold
+        U+2028; a last line still being written is left for the next read."""
         if not self.record.exists():
             return []
         lines = self.record.read_bytes().split(b"\n")
-        assert lines[-1] == b"", "the last record line must be complete"
         return [json.loads(line) for line in lines[:-1]]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every accepted event, with its call's userId/sessionId/trackingId merged in."""
+        out = []
+        for call in self.calls():
+            for ev in call["eventList"]:
+                out.append(
+                    {
+                        **ev,
+                        "_trackingId": call["trackingId"],
+                        "_sessionId": call["sessionId"],
+                        "_userId": call.get("userId"),
+                    }
+                )
+        return out
 
     def post_events(self, body: bytes, *, service: str | None = "personalize") -> Response:
         """POST ``body`` to ``/events``, SigV4-signed for ``service`` (unsigned when ``None``)."""
         return signed_post(f"{self.url}/events", body, service=service)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal by pid and wait (bounded); the exit status."""
         return stop_process(self.proc, sig, timeout)
+
+
+def start_emulator(
+    directory: Path,
+    *args: str,
+    record: bool = True,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> EmulatorProcess:
+    """Start the emulator on a free loopback port with the options ``args`` and wait (bounded) for its
+    listening line. Its record file and its stderr (``log``) go to ``directory`` under unique names."""
+    record_path = directory / f"{unique('record')}.jsonl"
+    log = log or directory / f"{unique('emulator')}.log"
+    argv = [sys.executable, "-m", "forwarder", "emulator", "--port", "0"]
+    if record:
+        argv += ["--record", str(record_path)]
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [*argv, *args], stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env
+        )
+    STARTED.append(proc)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    line = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        readable, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if readable:
+            line = proc.stdout.readline()
+            break
+    match = re.fullmatch(r"emulator listening on (http://\S+)\n", line)
+    if match is None:
+        stop_process(proc)
+        raise AssertionError(f"emulator did not start: {line!r}; stderr: {log.read_text()[-2000:]!r}")
+    return EmulatorProcess(proc, match.group(1), record_path, log)
 
 
 def http(
@@ -170,53 +222,13 @@ def request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def start_emulator(directory: Path, *args: str) -> RunningEmulator:
-    """Start ``python -m forwarder.emulator --port 0`` and wait (bounded) for its listening line."""
-    record = directory / "record.jsonl"
-    stderr = directory / "emulator.stderr"
-    with stderr.open("ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "forwarder.emulator", "--port", "0", "--record", str(record), *args],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            cwd=REPO,
-        )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    line = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        readable, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if readable:
-            line = proc.stdout.readline()
-            break
-    match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
-    if match is None:
-        stop_process(proc)
-        raise AssertionError(f"emulator did not start: {line!r}; stderr: {stderr.read_text()!r}")
-    return RunningEmulator(proc, match.group(1), record, stderr)
-
-
-@pytest.fixture
-def emulators(tmp_path: Path) -> Iterator[Callable[..., RunningEmulator]]:
-    """A factory starting emulators with the given options; all are stopped when the test ends."""
-    started: list[RunningEmulator] = []
-
-    def start(*args: str) -> RunningEmulator:
-        directory = tmp_path / f"emulator-{len(started)}"
-        directory.mkdir()
-        emulator = start_emulator(directory, *args)
-        started.append(emulator)
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
-
-
-@pytest.fixture(scope="module")
-def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
-    """One emulator without faults nor allow-list, for tests that only look at answers."""
-    emulator = start_emulator(tmp_path_factory.mktemp("shared-emulator"))
-    yield emulator
-    emulator.stop()
+def request_of(event: Any) -> dict[str, Any]:
+    """The PutEvents request that sends one decoded :class:`~forwarder.decode.Event` alone."""
+    body: dict[str, Any] = {
+        "trackingId": event.key.tracking_id,
+        "sessionId": event.key.session_id,
+        "eventList": [event.wire],
+    }
+    if event.key.user_id is not None:
+        body["userId"] = event.key.user_id
+    return body

@@ -1,31 +1,17 @@
-"""Configuration: one pydantic schema, read from YAML, every key overridable from the environment.
+"""The configuration schema: one frozen pydantic model per section, unknown keys refused.
 
-Contract:
-- :func:`load_config` returns a validated :class:`Config` or raises :class:`ConfigError` whose
-  ``problems`` list names every bad key by its dotted path (``kafka.topics: ...``). Unknown keys are
-  errors, at every level but the librdkafka pass-through maps (``kafka.client``, ``dead_letter.producer``),
-  which librdkafka itself checks when the client is created.
-- An environment variable ``FORWARDER__SECTION__KEY`` (``__`` between levels, case-insensitive) overrides
-  the YAML value at ``section.key``. Inside ``kafka.client`` and ``dead_letter.producer`` the key's ``_``
-  stand for librdkafka's ``.`` (``FORWARDER__KAFKA__CLIENT__SASL_PASSWORD`` sets ``sasl.password``), since
-  no librdkafka property has an underscore. Values starting with ``[`` or ``{`` are parsed as YAML.
-- Secrets (SASL passwords, keys) belong in the environment, not in the file; AWS credentials come from
-  boto3's default chain and never appear here.
+Contract: a :class:`Config` is valid by construction (every range, literal and cross-key rule is a
+validator here); loading it from YAML and the environment is :mod:`forwarder.config.load`'s job. The
+librdkafka pass-through maps (``kafka.client``, ``dead_letter.producer``) accept any property except the
+ones the forwarder sets itself; librdkafka checks the rest when the client is created.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ENV_PREFIX = "FORWARDER__"
-PASSTHROUGH_PATHS = {("kafka", "client"), ("dead_letter", "producer")}
 # librdkafka properties the forwarder sets itself: a user value would break the commit rule.
 RESERVED_CLIENT_KEYS = frozenset(
     {
@@ -41,15 +27,14 @@ RESERVED_CLIENT_KEYS = frozenset(
 CLASSIC_ONLY_CLIENT_KEYS = frozenset(
     {"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy", "group.protocol.type"}
 )
-SECRET_MARKERS = ("password", "secret", "token", "key")
 
 
-class ConfigError(Exception):
-    """The configuration is not usable; ``problems`` holds one line per bad key, by dotted path."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+# Keys renamed since they were released: old dotted path → new one. Files and environment variables
+# that use an old name still load (forwarder.config.load moves the value and warns).
+RENAMED_KEYS: Final = {
+    # `limits` read as the service's limits (forwarder/limits.py); this section is the memory bound.
+    "limits": "backpressure",
+}
 
 
 class _Section(BaseModel):
@@ -76,7 +61,7 @@ class KafkaConfig(_Section):
     client: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer and the dead-letter producer "
-        "(TLS, SASL...).",
+        "(TLS, SASL...); consumer-only ones (`session.timeout.ms`, `fetch.*`...) go to the consumer only.",
     )
     poll_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Most messages taken from the client per poll."
@@ -227,8 +212,8 @@ class MappingConfig(_Section):
     )
 
 
-class LimitsConfig(_Section):
-    """Memory bounds."""
+class BackpressureConfig(_Section):
+    """The memory bound: how many events a replica holds before it stops consuming (formerly `limits`)."""
 
     max_buffered_events: int = Field(
         default=20_000,
@@ -274,168 +259,12 @@ class Config(_Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     dead_letter: DeadLetterConfig
     mapping: MappingConfig = Field(default_factory=MappingConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    backpressure: BackpressureConfig = Field(default_factory=BackpressureConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
-
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:
-    overrides: list[tuple[list[str], object]] = []
-    for name, raw in environ.items():
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if len(parts) >= 3 and tuple(parts[:2]) in PASSTHROUGH_PATHS:
-            parts = [*parts[:2], ".".join(parts[2:]).replace("_", ".")]
-        value: object = raw
-        if raw[:1] in ("[", "{"):
-            value = yaml.safe_load(raw)
-        overrides.append((parts, value))
-    return overrides
-
-
-def _apply(data: dict[str, Any], path: list[str], value: object) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _resolve_case(parts: list[str]) -> list[str]:
-    """Environment names are case-insensitive; map each part onto the schema's own spelling (userId)."""
-    model: Any = Config
-    out: list[str] = []
-    for part in parts:
-        fields = getattr(model, "model_fields", None)
-        if not fields:
-            out.append(part)
-            model = None
-            continue
-        name = next((f for f in fields if f.lower() == part), part)
-        out.append(name)
-        annotation = fields[name].annotation if name in fields else None
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return out
-
-
-def parse_config(data: object, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a mapping (already read from YAML) with environment overrides applied on top."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"(top level): must be a mapping of sections, got {type(data).__name__}"])
-    merged: dict[str, Any] = dict(data)
-    for path, value in _env_overrides(os.environ if environ is None else environ):
-        _apply(merged, _resolve_case(path), value)
-    try:
-        return Config.model_validate(merged)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = _location(err["loc"]) or "(top level)"
-            message = err["msg"]
-            if err["type"] == "extra_forbidden":
-                message = "unknown key"
-            problems.append(f"{where}: {message}")
-        raise ConfigError(problems) from None
-
-
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, merge with the environment, and validate a YAML configuration file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
-    return parse_config(data, environ)
-
-
-def redact(props: Mapping[str, object]) -> dict[str, object]:
-    """A copy of librdkafka properties safe to log: secret-looking values replaced by ``***``."""
-    return {k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in props.items()}
-
-
-def _type_name(annotation: Any) -> str:
-    """A short human name for a field's type: ``list of str``, ``int or null``, ```a`, `b```."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _type_name(args[0])
-    if origin is Literal:
-        return " or ".join(f"`{a}`" for a in args)
-    if origin in (Union, UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
-    if origin is list:
-        return f"list of {_type_name(args[0])}"
-    if origin is dict:
-        return "mapping (librdkafka properties)"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def reference_markdown() -> str:
-    """docs/configuration.md: every key, its type, default, environment variable and meaning.
-
-    Generated from the schema itself (``python -m forwarder.config``), so the reference cannot drift.
-    """
-    lines = [
-        "# Configuration reference",
-        "",
-        "Generated from `forwarder/config.py` by `python -m forwarder.config > docs/configuration.md`;",
-        "a test fails when this file and the schema disagree. Every key can be set in the YAML file or in",
-        "the environment (`FORWARDER__SECTION__KEY`, case-insensitive; inside `kafka.client` and",
-        "`dead_letter.producer`, `_` stands for librdkafka's `.`). Unknown keys are errors.",
-        "`forwarder check-config --config FILE` checks a file and names each problem by its dotted path.",
-        "",
-    ]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        rows: list[str] = []
-        nested: list[tuple[type[BaseModel], str]] = []
-        for name, info in model.model_fields.items():
-            path = f"{prefix}{name}"
-            annotation = info.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                nested.append((annotation, f"{path}."))
-                continue
-            if info.is_required():
-                default = "**required**"
-            elif info.default_factory is not None:
-                default = f"`{info.default_factory()!r}`"  # type: ignore[call-arg]
-            else:
-                default = f"`{info.default!r}`" if info.default is not None else "`null`"
-            env = ENV_PREFIX + path.upper().replace(".", "__")
-            if get_origin(annotation) is dict:
-                env += "__<PROPERTY>"
-            description = (info.description or "").replace("|", "\\|")
-            kind = _type_name(annotation)
-            rows.append(f"| `{path}` | {kind} | {default} | `{env}` | {description} |")
-        if rows:
-            title = prefix.rstrip(".") or "(top level)"
-            doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-            lines.extend([f"## `{title}`", "", doc, "", "| key | type | default | environment | meaning |"])
-            lines.append("| --- | --- | --- | --- | --- |")
-            lines.extend(rows)
-            lines.append("")
-        for sub, sub_prefix in nested:
-            walk(sub, sub_prefix)
-
-    walk(Config, "")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(reference_markdown(), end="")
+    @property
+    def limits(self) -> BackpressureConfig:
+        """The ``backpressure`` section under its name before the rename, for code not yet moved over."""
+        return self.backpressure

@@ -28,8 +28,8 @@ import yaml
 
 from forwarder.config import Config, parse_config
 from forwarder.metrics import Metrics
+from tests.harness import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "kubernetes"
 COMPOSE = REPO / "docker-compose.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "forwarder-dashboard.json"

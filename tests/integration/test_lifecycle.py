@@ -58,7 +58,7 @@ def test_a_slow_service_pauses_consumption_instead_of_growing_memory(bootstrap: 
         emulator.url,
         extra={
             "kafka": {"poll_batch_size": poll},
-            "limits": {"max_buffered_events": limit},
+            "backpressure": {"max_buffered_events": limit},
             "personalize": {"max_in_flight": 8},
             "observability": {"port": port},
         },
