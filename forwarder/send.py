@@ -51,12 +51,10 @@ from forwarder.batch import Batch
 from forwarder.config import PersonalizeConfig, RetryConfig
 from forwarder.decode import Event, SessionKey
 from forwarder.http_client import HttpClient, HttpConnectionError, proxy_configured
+from forwarder.outcome import Reason, Stage
 from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
-
-STAGE_API: Final = "api"
-STAGE_RETRY_EXHAUSTED: Final = "retry_exhausted"
 
 THROTTLING_CODES: Final = frozenset(
     {
@@ -402,10 +400,7 @@ class Failure:
     """An event that goes to the dead-letter topic, and why."""
 
     event: Event
-    stage: str
-    error_class: str
-    message: str
-    attempts: int
+    reason: Reason
 
 
 @dataclass(slots=True)
@@ -483,14 +478,13 @@ class Sender:
                 await self._deliver(key, events[middle:], result)
                 return
             attempts = result.calls - calls_before
-            result.failed.append(Failure(events[0], STAGE_API, exc.code, exc.message, attempts))
+            result.failed.append(Failure(events[0], Reason(Stage.API, exc.code, exc.message, attempts)))
             return
         except Retryable as exc:
             attempts = result.calls - calls_before
             detail = f"gave up after {attempts} attempts: {exc}"
-            result.failed.extend(
-                Failure(ev, STAGE_RETRY_EXHAUSTED, exc.code, detail, attempts) for ev in events
-            )
+            reason = Reason(Stage.RETRY_EXHAUSTED, exc.code, detail, attempts)
+            result.failed.extend(Failure(ev, reason) for ev in events)
             return
         result.accepted.extend(events)
 
