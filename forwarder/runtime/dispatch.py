@@ -29,7 +29,9 @@ DRAIN_STEP_S = 0.005  # how often a drain serves dead-letter deliveries and due 
 class DeadLetters(Protocol):
     """The dead-letter writer as the runtime uses it (:class:`forwarder.dead_letter.DeadLetterWriter`)."""
 
-    pending: int  # records written and not acknowledged yet
+    @property
+    def pending(self) -> int:
+        """Records written and not acknowledged yet."""
 
     def write(
         self, message: Message, reason: Reason, on_done: Callable[[], None], session_id: str | None = None

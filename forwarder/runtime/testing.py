@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import Message
 
+from forwarder.config import Config
 from forwarder.consume import Partitions, RebalanceHandler
 from forwarder.decode import Event, SessionKey
 from forwarder.offsets import TopicPartitionKey
 from forwarder.outcome import Reason
+from forwarder.runtime.app import App
 from forwarder.send import PutEventsError
 
 
@@ -173,3 +175,50 @@ class FakeTransport:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+class Harness:
+    """An :class:`~forwarder.runtime.app.App` on the fakes above, running as a task on the current loop.
+
+    Use ``async with Harness(cfg) as h:``; leaving the block stops the app (a graceful stop, bounded by
+    ``shutdown.timeout_s``) and waits for it.
+    """
+
+    def __init__(self, cfg: Config, transport: FakeTransport | None = None) -> None:
+        self.cfg = cfg
+        self.transport = transport or FakeTransport()
+        self.dead_letters = FakeDeadLetters()
+        self.sources: list[FakeSource] = []
+        self._task: asyncio.Task[int] | None = None
+
+    def _make_source(self, handler: RebalanceHandler) -> FakeSource:
+        source = FakeSource(handler)
+        self.sources.append(source)
+        return source
+
+    @property
+    def source(self) -> FakeSource:
+        """The app's source."""
+        return self.sources[0]
+
+    async def __aenter__(self) -> Harness:
+        self.app = App(
+            self.cfg, source=self._make_source, dead_letters=self.dead_letters, transport=self.transport
+        )
+        self._task = asyncio.get_running_loop().create_task(self.app.run(install_signal_handlers=False))
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self.app.request_stop("test over")
+        self.exit_code = await asyncio.wait_for(self._task, self.cfg.shutdown.timeout_s + 10)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait until ``condition()`` holds, checking every 5 ms; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout}s")
+        await asyncio.sleep(0.005)
