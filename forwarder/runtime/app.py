@@ -77,41 +77,19 @@ class App:
         dead_letters: DeadLetters | None = None,
         transport: Transport | None = None,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        clock = loop.time
+        clock = asyncio.get_running_loop().time
         self.cfg = cfg
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor()
         self.tracker = tracker = OffsetTracker()
-        sender = Sender(
-            transport or make_transport(cfg.personalize),
-            cfg.retry,
-            cfg.personalize.max_in_flight,
-            observer=_SendObserver(metrics),
-            clock=clock,
-            max_calls_per_second=cfg.personalize.max_calls_per_second,
-        )
-        if dead_letters is None:
-            dead_letters = DeadLetterWriter(
-                cfg.dead_letter,
-                cfg.kafka,
-                cfg.logging.include_payloads,
-                on_written=lambda stage: metrics.dead_lettered.labels(stage).inc(),
-                # Without it a fatal producer error (fenced, out of sequence) would fail every later write,
-                # and the replica would hold its offsets and retry them forever while looking healthy.
-                on_error=lambda err: supervisor.kafka_error(err, "dead-letter producer"),
-            )
+        sender = self._sender(transport or make_transport(cfg.personalize), clock)
         batcher = Batcher(cfg.batching.max_events, cfg.batching.linger_ms / 1000)
-        self.dispatcher = Dispatcher(batcher, sender, dead_letters, metrics, supervisor, clock)
+        self.dispatcher = Dispatcher(
+            batcher, sender, dead_letters or self._dead_letter_writer(), metrics, supervisor, clock
+        )
         self.rebalancer = Rebalancer(tracker, self.dispatcher, metrics, supervisor, cfg.shutdown.timeout_s)
         self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
-        self.source: Source = (
-            source(self.rebalancer)
-            if source is not None
-            else KafkaConsumer(
-                cfg.kafka, self.rebalancer, loop, cfg.shutdown.timeout_s, on_error=self._consumer_error
-            )
-        )
+        self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.limits.max_buffered_events)
         decoder = Decoder(cfg.mapping, cfg.personalize.tracking_id)
         self.pump = Pump(
@@ -146,6 +124,33 @@ class App:
             ObservabilityServer(metrics, self.health) if cfg.observability.port is not None else None
         )
         self._signals = 0
+
+    def _kafka_consumer(self, handler: RebalanceHandler) -> KafkaConsumer:
+        kafka, loop = self.cfg.kafka, asyncio.get_running_loop()
+        return KafkaConsumer(kafka, handler, loop, self.cfg.shutdown.timeout_s, on_error=self._consumer_error)
+
+    def _sender(self, transport: Transport, clock: Callable[[], float]) -> Sender:
+        personalize = self.cfg.personalize
+        return Sender(
+            transport,
+            self.cfg.retry,
+            personalize.max_in_flight,
+            observer=_SendObserver(self.metrics),
+            clock=clock,
+            max_calls_per_second=personalize.max_calls_per_second,
+        )
+
+    def _dead_letter_writer(self) -> DeadLetterWriter:
+        cfg, metrics, supervisor = self.cfg, self.metrics, self.supervisor
+        return DeadLetterWriter(
+            cfg.dead_letter,
+            cfg.kafka,
+            cfg.logging.include_payloads,
+            on_written=lambda stage: metrics.dead_lettered.labels(stage).inc(),
+            # Without it a fatal producer error (fenced, out of sequence) would fail every later write,
+            # and the replica would hold its offsets and retry them forever while looking healthy.
+            on_error=lambda err: supervisor.kafka_error(err, "dead-letter producer"),
+        )
 
     # ---- the view hooks get (forwarder.runtime.hooks.RuntimeView) ---------------------------------
 
