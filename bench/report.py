@@ -326,6 +326,16 @@ def bounds(rows: Sequence[Row], linger_ms: int, latency: float, live_workload: s
     return out
 
 
+# Figures measured once to choose a setting, quoted by the code's docstrings: kept here, not there.
+DESIGN_FIGURES = (
+    "`forwarder.runtime.tune_gc` (freeze the start-up heap, thresholds 50,000/20/100), live benchmark at "
+    "5,000 events/s: cyclic collector pauses 1.26 s over the run (longest 73 ms), p99 produce→accepted "
+    "421 ms before; 0.06 s (longest 18 ms), p99 260 ms after.",
+    "`forwarder.runtime.run_app` on uvloop: ~17 % less CPU per PutEvents call than asyncio's own loop on "
+    "the fast transport.",
+)
+
+
 def write_doc(
     path: Path,
     *,
@@ -370,6 +380,7 @@ def write_doc(
         *[f"- {m}" for m in method],
         "",
     ]
+    parts += ["## Measurements behind choices in the code", "", *[f"- {m}" for m in DESIGN_FIGURES], ""]
     if profile:
         parts += [
             "## Profile of the forwarder (fast) in the whole-backlog catch-up run",
