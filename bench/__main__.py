@@ -147,14 +147,14 @@ def _frame(frame: str) -> tuple[str, str]:
 PROFILE_STAGES = (
     ("consumer thread: librdkafka consume", "KafkaConsumer._consume"),
     ("take: decode + validate", "Decoder.decode"),
-    ("take: batch + offset tracking", "App._take"),
+    ("take: batch + offset tracking", "Pump.take"),
     ("send: SigV4 signing", "botocore/auth.py"),
     ("send: SigV4 signing", "forwarder/personalize/signing.py"),
     ("send: HTTP client (request, response callbacks)", "forwarder/personalize/http.py"),
     ("send: HTTP client (request, response callbacks)", "aiohttp/"),
     ("send: retries, limiter, bookkeeping", "forwarder/send.py"),
-    ("send: after the call (offsets, metrics)", "App._send"),
-    ("ticker: due batches, commits, metrics", "_tick_loop"),
+    ("send: after the call (offsets, metrics)", "Dispatcher._send"),
+    ("ticker: due batches, commits, metrics", "Ticker.tick"),
     ("event loop itself (uvloop, C)", "event loop itself"),
     ("executor threads", "concurrent/futures"),
 )

@@ -53,9 +53,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     setup_logging(cfg.logging)
-    from forwarder.app import App, run_app  # noqa: PLC0415 - keep `check-config` and `--help` light
+    from forwarder.runtime import run_app  # noqa: PLC0415 - keep `check-config` and `--help` light
 
-    return run_app(App(cfg))
+    return run_app(cfg)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

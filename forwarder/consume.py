@@ -1,8 +1,8 @@
 """Consume: the Kafka consumer, driven from asyncio through one dedicated thread.
 
 Every call on the librdkafka consumer happens in that one thread (its calls block, and rebalance
-callbacks run inside ``consume``). Rebalance callbacks hand the event to the app's coroutines on the
-event loop and block until they return: on revoke the app flushes and waits for the partitions' work,
+callbacks run inside ``consume``). Rebalance callbacks hand the event to the runtime's coroutines on the
+event loop and block until they return: on revoke the runtime flushes and waits for the partitions' work,
 and the positions it returns are committed synchronously *before* the partitions are let go.
 
 Contract:
@@ -55,7 +55,7 @@ class Committed(NamedTuple):
 
 
 class RebalanceHandler:
-    """What the app does when partitions come and go; coroutines run on the event loop."""
+    """What the runtime does when partitions come and go; coroutines run on the event loop."""
 
     # True: on assignment, read the new partitions' committed offsets and metadata (one request to the
     # group coordinator, in the consumer thread) and call assigned_committed() instead of assigned().
@@ -208,9 +208,9 @@ class KafkaConsumer:
         log.warning("lost %s (no commit: another member may own them already)", _fmt(keys))
         self._call_handler(self._handler.lost(keys))
 
-    def subscribe(self) -> Awaitable[None]:
+    async def subscribe(self) -> None:
         """Join the group and subscribe to the configured topics."""
-        return self._in_thread(
+        await self._in_thread(
             self._consumer.subscribe,
             self._cfg.topics,
             self._on_assign,

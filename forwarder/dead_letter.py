@@ -23,8 +23,9 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from forwarder.config import Config, producer_client_properties
+from forwarder.config import DeadLetterConfig, KafkaConfig, producer_client_properties
 from forwarder.logs import kafka_logger
+from forwarder.outcome import Reason
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,17 @@ def header_list(message: Message) -> list[tuple[str, str | bytes | None]]:
     return list(original.items()) if isinstance(original, dict) else list(original)
 
 
-def dead_letter_headers(
-    message: Message, stage: str, error_class: str, error_message: str, attempts: int
-) -> list[tuple[str, str | bytes | None]]:
+def dead_letter_headers(message: Message, reason: Reason) -> list[tuple[str, str | bytes | None]]:
     """The original headers followed by the forwarder's reason headers."""
     headers = header_list(message)
     headers += [
-        (HEADER_STAGE, stage.encode()),
-        (HEADER_CLASS, error_class.encode()),
-        (HEADER_MESSAGE, error_message[:MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
+        (HEADER_STAGE, reason.stage.value.encode()),
+        (HEADER_CLASS, reason.error_class.encode()),
+        (HEADER_MESSAGE, reason.message[:MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
         (HEADER_TOPIC, (message.topic() or "").encode()),
         (HEADER_PARTITION, str(message.partition()).encode()),
         (HEADER_OFFSET, str(message.offset()).encode()),
-        (HEADER_ATTEMPTS, str(attempts).encode()),
+        (HEADER_ATTEMPTS, str(reason.attempts).encode()),
         (HEADER_AT, str(int(time.time() * 1000)).encode()),
     ]
     return headers
@@ -101,22 +100,26 @@ class DeadLetterWriter:
 
     def __init__(
         self,
-        cfg: Config,
+        settings: DeadLetterConfig,
+        kafka: KafkaConfig,
+        include_payloads: bool = False,
         on_written: Callable[[str], None] | None = None,
         on_error: Callable[[KafkaError], None] | None = None,
     ) -> None:
-        """``on_written(stage)`` runs for each acknowledged record; ``on_error`` is the producer's
+        """The producer takes the bootstrap servers and client settings of ``kafka``, then ``settings``'
+        producer overrides. ``include_payloads`` logs message bodies (personal data: off by default).
+        ``on_written(stage)`` runs for each acknowledged record; ``on_error`` is the producer's
         ``error_cb`` (client-level errors, a fatal one among them), called from :meth:`poll`."""
-        self.topic = cfg.dead_letter.topic
-        self._include_payloads = cfg.logging.include_payloads
+        self.topic = settings.topic
+        self._include_payloads = include_payloads
         conf: dict[str, Any] = {
-            **producer_client_properties(cfg.kafka),
+            **producer_client_properties(kafka),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
             # Fail a stuck write within a minute, so it is logged and retried instead of hanging quietly.
             "message.timeout.ms": 60_000,
-            **cfg.dead_letter.producer,
+            **settings.producer,
         }
         if on_error is not None:
             conf["error_cb"] = on_error
@@ -127,10 +130,7 @@ class DeadLetterWriter:
     def write(
         self,
         message: Message,
-        stage: str,
-        error_class: str,
-        error_message: str,
-        attempts: int,
+        reason: Reason,
         on_done: Callable[[], None],
         session_id: str | None = None,
     ) -> None:
@@ -139,16 +139,17 @@ class DeadLetterWriter:
         One log line says so, with the message's coordinates as structured fields; the message body only
         with ``logging.include_payloads`` (it may hold personal data).
         """
-        headers = dead_letter_headers(message, stage, error_class, error_message, attempts)
+        headers = dead_letter_headers(message, reason)
         record = _Record(message, headers, on_done)
+        stage = reason.stage.value
         self.pending += 1
         context: dict[str, object] = {
             "topic": message.topic(),
             "partition": message.partition(),
             "offset": message.offset(),
             "stage": stage,
-            "error_class": error_class,
-            "attempts": attempts,
+            "error_class": reason.error_class,
+            "attempts": reason.attempts,
         }
         if session_id is not None:
             context["session_id"] = session_id
@@ -163,8 +164,8 @@ class DeadLetterWriter:
             message.partition(),
             message.offset(),
             stage,
-            error_class,
-            error_message[:300],
+            reason.error_class,
+            reason.message[:300],
             extra=context,
         )
         self._produce(record, stage)

@@ -1,14 +1,13 @@
 """Decode: one Kafka message → one PutEvents event, or a reason it cannot be one.
 
 Contract: :meth:`Decoder.decode` never raises for any message content. It returns an :class:`Event`
-that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits` before
-anything is sent), or a :class:`Rejection` with stage ``decode`` (the bytes are not a JSON object) or
-``validate`` (a field is missing or breaks a limit) and a message that names the field.
+that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits`
+before anything is sent), or a :class:`~forwarder.outcome.Reason` with stage ``decode`` (the bytes are not a JSON object)
+or ``validate`` (a field is missing or breaks a limit) and a message that names the field.
 
-The event keeps a reference to its message: the dead-letter stage needs the original key, value,
-headers and timestamp. The offset tracker does not read the message's partition and offset: it uses
-``origin`` and ``offset``, which the app sets to where the message was consumed (in a replay the message
-is the rebuilt original, and its coordinates are not the dead-letter topic's).
+The event keeps the :class:`~forwarder.outcome.Envelope` it was decoded from: the dead-letter stage needs
+the original key, value, headers and timestamp, and the runtime finishes the envelope's offset once the
+event has an outcome. Decoding reads only the message; the commit coordinates are the runtime's.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from forwarder.config import MappingConfig
-from forwarder.offsets import PartitionOffsets
+from forwarder.outcome import Envelope, Reason, Stage
 from forwarder.personalize import limits
 
 # `auto` sentAt: the unit that puts the time between these two is the one the producer meant.
@@ -33,8 +32,6 @@ _PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z
 _PLAUSIBLE_TO: Final = 4102444800.0  # 2100-01-01T00:00:00Z
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
-STAGE_DECODE: Final = "decode"
-STAGE_VALIDATE: Final = "validate"
 UNEXPECTED: Final = "Unexpected"  # the error class of a message that hit a gap in the checks
 
 log = logging.getLogger(__name__)
@@ -50,25 +47,19 @@ class SessionKey(NamedTuple):
 
 @dataclass(slots=True, eq=False)
 class Event:
-    """A decoded, valid event, with the message it came from."""
+    """A decoded, valid event, with the envelope (message and commit coordinates) it came from."""
 
     key: SessionKey
     wire: dict[str, Any]  # the event as it goes into eventList
     encoded: bytes  # `wire` as compact JSON, for the fast transport and the size limit
-    message: Message
+    source: Envelope
     both_impression_kinds: bool  # carries an explicit impression list and a recommendationId
-    origin: PartitionOffsets | None = None  # set by the app: the partition whose offset this finishes
-    offset: int = 0  # set by the app: the offset to finish there
     arrived: float = 0.0  # set by the batcher: monotonic time it was buffered
 
-
-@dataclass(slots=True, frozen=True)
-class Rejection:
-    """Why a message cannot become an event: its stage, an error class and a message naming the field."""
-
-    stage: str
-    error_class: str
-    message: str
+    @property
+    def message(self) -> Message:
+        """The message the event was decoded from."""
+        return self.source.message
 
 
 class FieldError(ValueError):
@@ -170,39 +161,39 @@ class Decoder:
 
         self._fields = fields
 
-    def decode(self, message: Message) -> Event | Rejection:
-        """Decode and validate one message. Never raises for bad content."""
+    def decode(self, envelope: Envelope) -> Event | Reason:
+        """Decode and validate one message (``Envelope(message)`` for one outside the runtime).
+        Never raises for bad content."""
+        message = envelope.message
         value = message.value()
         if value is None:
-            return Rejection(STAGE_DECODE, "Tombstone", "value: is null (a tombstone), not an event")
+            return Reason(Stage.DECODE, "Tombstone", "value: is null (a tombstone), not an event")
         if value[:3] == _UTF8_BOM:
             value = value[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             kind = "NotUtf8" if "UTF-8" in str(exc) else "NotJson"
-            return Rejection(STAGE_DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
+            return Reason(Stage.DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
         if not isinstance(obj, dict):
-            return Rejection(
-                STAGE_DECODE, "NotAnObject", f"value: must be a JSON object, got {type(obj).__name__}"
+            return Reason(
+                Stage.DECODE, "NotAnObject", f"value: must be a JSON object, got {type(obj).__name__}"
             )
         try:
-            return self._build(obj, message)
+            return self._build(obj, envelope)
         except FieldError as exc:
-            return Rejection(STAGE_VALIDATE, "InvalidField", str(exc))
+            return Reason(Stage.VALIDATE, "InvalidField", str(exc))
         except Exception as exc:
             # A gap in the checks above. Raising would stop the replica on this message again after every
             # restart (it is never committed), so it is set aside like any bad message, and said loudly.
             log.error("a message could not be decoded (a bug: please report it): %r", exc, exc_info=True)
-            return Rejection(
-                STAGE_DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
+            return Reason(
+                Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
             )
 
-    def _build(self, obj: dict[str, Any], message: Message) -> Event:
-        """The event ``obj`` describes, checked against every limit, or :class:`FieldError` naming the field.
-
-        Long on purpose: once per message, in the forwarder's largest share of CPU (docs/benchmarks.md).
-        """
+    def _build(self, obj: dict[str, Any], envelope: Envelope) -> Event:
+        """The event of a JSON object, or FieldError. One long function on purpose: it runs once per event,
+        the hottest code of the forwarder, and each extra call would cost on every event."""
         (
             tracking_raw,
             session_raw,
@@ -231,6 +222,7 @@ class Decoder:
         if event_type is None:
             raise FieldError("eventType: is required")
 
+        message = envelope.message
         if event_id is None:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             event_id = derive_event_id(topic or "", partition or 0, offset or 0)
@@ -275,7 +267,7 @@ class Decoder:
             key=SessionKey(tracking_id, user_id, session_id),
             wire=wire,
             encoded=encoded,
-            message=message,
+            source=envelope,
             both_impression_kinds="impression" in wire and "recommendationId" in wire,
         )
 

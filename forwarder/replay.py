@@ -37,11 +37,12 @@ from forwarder.dead_letter import (
     HEADER_VALUE_DROPPED,
     header_list,
 )
-from forwarder.decode import Decoder, Rejection
-from forwarder.metrics import counter_by_label, counter_total
+from forwarder.decode import Decoder
+from forwarder.metrics import Metrics, counter_by_label, counter_total
+from forwarder.outcome import Envelope, Reason, Stage
 
 if TYPE_CHECKING:
-    from forwarder.app import App
+    from forwarder.runtime.hooks import RuntimeView  # the runtime is heavy; `--help` and --dry-run skip it
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
@@ -158,7 +159,8 @@ class _Progress:
 
 
 class ReplayHooks:
-    """Turns the daemon into a bounded replay of the dead-letter topic (see :class:`forwarder.app.Hooks`)."""
+    """Turns the daemon into a bounded replay of the dead-letter topic (see
+    :class:`forwarder.runtime.hooks.Hooks`)."""
 
     def __init__(
         self, selection: ReplaySelection, ends: dict[int, int], starts: dict[int, int], topic: str
@@ -178,31 +180,29 @@ class ReplayHooks:
         """The original message, if picked."""
         return self.selection.pick(message)
 
-    def finished(self, app: App) -> bool:
+    def finished(self, runtime: RuntimeView) -> bool:
         """Every partition finished up to its snapshot end, and nothing left in flight."""
         for partition, end in self.ends.items():
             if self.starts.get(partition, 0) >= end:
                 continue  # nothing to read there
-            state = app.tracker.get((self.topic, partition))
+            state = runtime.partition((self.topic, partition))
             if state is None or state.unfinished:
                 return False
             position = state.position
             if position is None or position < end:
                 return False
-        return app.load() == 0
+        return runtime.load() == 0
 
-    def progress(self, app: App) -> None:
+    def progress(self, runtime: RuntimeView) -> None:
         """A bar on a terminal, a log line every few seconds otherwise."""
         done = self.selection.counts["read"]
-        self._progress.show(done, f"{counter_total(app.metrics.events_sent):.0f} accepted")
+        self._progress.show(done, f"{counter_total(runtime.metrics.events_sent):.0f} accepted")
 
-    def report(self, app: App) -> str:
-        """What the replay did, in one paragraph."""
+    def report(self, metrics: Metrics) -> str:
+        """What the replay did, in one paragraph, from the run's metrics."""
         self._progress.show(self.selection.counts["read"], final=True)
-        sent = int(counter_total(app.metrics.events_sent))
-        again = {
-            stage: int(n) for stage, n in counter_by_label(app.metrics.dead_lettered, "stage").items() if n
-        }
+        sent = int(counter_total(metrics.events_sent))
+        again = {stage: int(n) for stage, n in counter_by_label(metrics.dead_lettered, "stage").items() if n}
         parts = [f"{n} {reason}" for reason, n in sorted(self.selection.counts.items())]
         return (
             f"replay of {self.topic}: {'; '.join(parts) or 'nothing to read'}; "
@@ -269,8 +269,8 @@ def _dry_run(cfg: Config, selection: ReplaySelection, ends: dict[int, int], star
                     remaining.discard(partition)
                 original = selection.pick(record)
                 if original is not None:
-                    result = decoder.decode(original)
-                    if isinstance(result, Rejection):
+                    result = decoder.decode(Envelope(original))
+                    if isinstance(result, Reason):
                         outcomes[f"would be dead-lettered again ({result.stage}: {result.message[:80]})"] += 1
                     else:
                         outcomes["would be sent"] += 1
@@ -298,7 +298,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stage",
         action="append",
-        choices=["decode", "validate", "api", "retry_exhausted"],
+        choices=[stage.value for stage in Stage],
         help="only records dead-lettered at this stage (repeatable)",
     )
     parser.add_argument(
@@ -312,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     """Run a replay; exit 0 when every picked record was accepted or dead-lettered again."""
-    from forwarder.app import App, run_app  # noqa: PLC0415 - app imports this module's types
+    from forwarder.runtime import run_app  # noqa: PLC0415 - the runtime is heavy; --dry-run needs none of it
 
     group = args.group or f"{cfg.kafka.group_id}.replay"
     selection = ReplaySelection(args.stage, args.since)
@@ -328,7 +328,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     )
     hooks = ReplayHooks(selection, ends, starts, cfg.dead_letter.topic)
     log.info("replaying %d records of %s (group %s)", hooks.total, cfg.dead_letter.topic, group)
-    app = App(replay_cfg, hooks=hooks)
-    code = run_app(app)
-    print(hooks.report(app))
+    metrics = Metrics()
+    code = run_app(replay_cfg, metrics, hooks)
+    print(hooks.report(metrics))
     return code

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -37,14 +37,12 @@ from tenacity import (
 from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
+from forwarder.outcome import Reason, Stage
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
 from forwarder.personalize.transport import Transport
 from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
-
-STAGE_API: Final = "api"
-STAGE_RETRY_EXHAUSTED: Final = "retry_exhausted"
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,10 +50,7 @@ class Failure:
     """An event that goes to the dead-letter topic, and why."""
 
     event: Event
-    stage: str
-    error_class: str
-    message: str
-    attempts: int
+    reason: Reason
 
 
 @dataclass(slots=True)
@@ -133,14 +128,13 @@ class Sender:
                 await self._deliver(key, events[middle:], result)
                 return
             attempts = result.calls - calls_before
-            result.failed.append(Failure(events[0], STAGE_API, exc.code, exc.message, attempts))
+            result.failed.append(Failure(events[0], Reason(Stage.API, exc.code, exc.message, attempts)))
             return
         except Retryable as exc:
             attempts = result.calls - calls_before
             detail = f"gave up after {attempts} attempts: {exc}"
-            result.failed.extend(
-                Failure(ev, STAGE_RETRY_EXHAUSTED, exc.code, detail, attempts) for ev in events
-            )
+            reason = Reason(Stage.RETRY_EXHAUSTED, exc.code, detail, attempts)
+            result.failed.extend(Failure(ev, reason) for ev in events)
             return
         result.accepted.extend(events)
 

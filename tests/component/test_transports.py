@@ -15,6 +15,7 @@ from confluent_kafka import Message
 
 from forwarder.config import MappingConfig, PersonalizeConfig
 from forwarder.decode import Decoder, Event, SessionKey
+from forwarder.outcome import Envelope
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
 from forwarder.personalize.transport import make_transport
 from tests.support import AWS_TEST_ENV, EmulatorProcess, start_emulator
@@ -55,7 +56,9 @@ def _events(n: int, **extra: Any) -> list[Event]:
             "metricAttribution": {"eventAttributionSource": "SourceA"},
             **extra,
         }
-        event = decoder.decode(Message(topic="t", partition=0, offset=i, value=json.dumps(value).encode()))
+        event = decoder.decode(
+            Envelope(Message(topic="t", partition=0, offset=i, value=json.dumps(value).encode()))
+        )
         assert isinstance(event, Event)
         out.append(event)
     return out

@@ -6,6 +6,7 @@ from confluent_kafka import Message
 
 from forwarder.batch import Batch, Batcher
 from forwarder.decode import Event, SessionKey
+from forwarder.outcome import Envelope
 
 
 def _event(session: str, n: int, user: str | None = "u") -> Event:
@@ -13,7 +14,7 @@ def _event(session: str, n: int, user: str | None = "u") -> Event:
         key=SessionKey("trk", user, session),
         wire={"eventType": "click", "sentAt": 1, "eventId": f"{session}-{n}"},
         encoded=b"{}",
-        message=Message(topic="t", partition=0, offset=n),
+        source=Envelope(Message(topic="t", partition=0, offset=n)),
         both_impression_kinds=False,
     )
 

@@ -83,7 +83,7 @@ def test_the_dead_letter_producer_gets_no_consumer_only_key(caplog: pytest.LogCa
     }
     cfg = parse_config(_client(client), environ={})
     with caplog.at_level(logging.DEBUG, logger="forwarder.kafka"):
-        writer = DeadLetterWriter(cfg)
+        writer = DeadLetterWriter(cfg.dead_letter, cfg.kafka)
         # librdkafka hands its configuration warnings over on the first polls.
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:

@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from forwarder.config import MappingConfig, MappingFields
-from forwarder.decode import Decoder, Event, Rejection, SessionKey, derive_event_id
+from forwarder.decode import Decoder, Event, SessionKey, derive_event_id
+from forwarder.outcome import Envelope, Reason
 from forwarder.personalize import limits
 
 BASE = {"sessionId": "s1", "userId": "u1", "eventType": "click", "sentAt": 1714566896}
@@ -22,8 +23,8 @@ def _msg(value: Any, offset: int = 7, ts: int = 1714566896789) -> Message:
     )
 
 
-def _decode(value: Any, mapping: MappingConfig | None = None, **kw: Any) -> Event | Rejection:
-    return Decoder(mapping or MappingConfig(), "default-tracker").decode(_msg(value, **kw))
+def _decode(value: Any, mapping: MappingConfig | None = None, **kw: Any) -> Event | Reason:
+    return Decoder(mapping or MappingConfig(), "default-tracker").decode(Envelope(_msg(value, **kw)))
 
 
 def _ok(value: Any, mapping: MappingConfig | None = None, **kw: Any) -> Event:
@@ -33,9 +34,9 @@ def _ok(value: Any, mapping: MappingConfig | None = None, **kw: Any) -> Event:
     return result
 
 
-def _bad(value: Any, stage: str, field: str, mapping: MappingConfig | None = None) -> Rejection:
+def _bad(value: Any, stage: str, field: str, mapping: MappingConfig | None = None) -> Reason:
     result = _decode(value, mapping)
-    assert isinstance(result, Rejection), f"accepted: {result}"
+    assert isinstance(result, Reason), f"accepted: {result}"
     assert result.stage == stage
     assert result.message.startswith(field), result.message
     return result

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.config import MappingConfig
-from forwarder.decode import UNEXPECTED, Decoder, Event, Rejection
+from forwarder.decode import UNEXPECTED, Decoder, Event
+from forwarder.outcome import Envelope, Reason
 from forwarder.personalize import limits
 from tests.support import request_of
 
@@ -54,12 +55,12 @@ def _check(value: bytes | None) -> None:
     message = Message(
         topic="t", partition=3, offset=9, value=value, timestamp=(TIMESTAMP_CREATE_TIME, 1714566896000)
     )
-    result = DECODER.decode(message)
+    result = DECODER.decode(Envelope(message))
     if isinstance(result, Event):
         assert limits.check_request(request_of(result)) is None
         assert orjson.loads(result.encoded) == result.wire
     else:
-        assert isinstance(result, Rejection)
+        assert isinstance(result, Reason)
         assert result.stage in ("decode", "validate")
         assert result.error_class != UNEXPECTED, result.message  # caught by a check, not by the safety net
         assert result.message

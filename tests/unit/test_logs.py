@@ -13,6 +13,7 @@ from confluent_kafka import Message
 from forwarder.config import parse_config
 from forwarder.dead_letter import DeadLetterWriter
 from forwarder.logs import JsonFormatter, RepeatFilter
+from forwarder.outcome import Reason, Stage
 
 SECRET_BODY = b'{"sessionId": "s", "email": "someone@example.com"}'
 
@@ -35,9 +36,11 @@ def _dead_letter_log(include_payloads: bool) -> dict[str, object]:
     try:
 
         async def go() -> None:
-            writer = DeadLetterWriter(cfg)
+            writer = DeadLetterWriter(cfg.dead_letter, cfg.kafka, cfg.logging.include_payloads)
             message = Message(topic="events", partition=3, offset=42, value=SECRET_BODY)
-            writer.write(message, "validate", "InvalidField", "eventType: is required", 0, lambda: None, "s")
+            writer.write(
+                message, Reason(Stage.VALIDATE, "InvalidField", "eventType: is required"), lambda: None, "s"
+            )
 
         asyncio.run(go())
     finally:

@@ -11,6 +11,7 @@ from confluent_kafka import Message
 
 from forwarder.config import PersonalizeConfig
 from forwarder.decode import Event, SessionKey
+from forwarder.outcome import Envelope
 from forwarder.personalize.errors import InvalidInput, Outage, Retryable, classify_response
 from forwarder.personalize.operations import PUT_EVENTS
 from forwarder.personalize.transport import TRANSPORTS, make_transport
@@ -18,7 +19,7 @@ from forwarder.personalize.transport import TRANSPORTS, make_transport
 
 def _event(key: SessionKey, n: int) -> Event:
     wire = {"eventId": f"e{n}", "eventType": "click", "sentAt": 1_700_000_000 + n, "properties": '{"a":"é"}'}
-    return Event(key, wire, orjson.dumps(wire), Message(topic="t", partition=0, offset=n), False)
+    return Event(key, wire, orjson.dumps(wire), Envelope(Message(topic="t", partition=0, offset=n)), False)
 
 
 @pytest.mark.parametrize("user_id", ["u1", None])

@@ -7,7 +7,8 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from forwarder.config import MappingConfig
-from forwarder.decode import Decoder, Event, Rejection
+from forwarder.decode import Decoder, Event
+from forwarder.outcome import Envelope, Reason
 from forwarder.personalize import limits
 from tests.corpus import Case, load_corpus
 from tests.support import request_of
@@ -30,11 +31,11 @@ def test_each_case(case: Case) -> None:
         headers=case.headers,
         timestamp=(TIMESTAMP_CREATE_TIME, 1),
     )
-    result = Decoder(MappingConfig(), "trk").decode(message)
+    result = Decoder(MappingConfig(), "trk").decode(Envelope(message))
     if not case.bad:
         assert isinstance(result, Event), result
         assert limits.check_request(request_of(result)) is None
         return
-    assert isinstance(result, Rejection), f"{case.name} was accepted: {result}"
+    assert isinstance(result, Reason), f"{case.name} was accepted: {result}"
     assert result.stage == case.stage
     assert result.message.startswith(case.field), result.message

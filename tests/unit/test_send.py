@@ -12,8 +12,9 @@ from confluent_kafka import Message
 from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
+from forwarder.outcome import Envelope, Stage
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable, classify
-from forwarder.send import STAGE_API, STAGE_RETRY_EXHAUSTED, Sender, SendResult
+from forwarder.send import Sender, SendResult
 
 KEY = SessionKey("trk", "u", "s")
 FAST_RETRY = RetryConfig(initial_backoff_ms=1, max_backoff_ms=5, max_attempts=4, outage_retry_interval_s=0.05)
@@ -21,7 +22,7 @@ FAST_RETRY = RetryConfig(initial_backoff_ms=1, max_backoff_ms=5, max_attempts=4,
 
 def _events(n: int) -> list[Event]:
     return [
-        Event(KEY, {"eventId": f"e{i}"}, b"{}", Message(topic="t", partition=0, offset=i), False)
+        Event(KEY, {"eventId": f"e{i}"}, b"{}", Envelope(Message(topic="t", partition=0, offset=i)), False)
         for i in range(n)
     ]
 
@@ -98,10 +99,10 @@ def test_a_rejected_batch_is_bisected_so_only_the_bad_event_is_dead_lettered() -
         "e8",
         "e9",
     ]
-    assert [(f.event.wire["eventId"], f.stage, f.error_class) for f in result.failed] == [
-        ("e6", STAGE_API, "InvalidInputException")
+    assert [(f.event.wire["eventId"], f.reason.stage, f.reason.error_class) for f in result.failed] == [
+        ("e6", Stage.API, "InvalidInputException")
     ]
-    assert "itemId" in result.failed[0].message
+    assert "itemId" in result.failed[0].reason.message
     assert result.calls > 1
     assert result.retries == 0  # halves of a bisection are new calls, not retries
     # The session's order holds: calls go out left to right.
@@ -113,8 +114,8 @@ def test_exhausted_retries_dead_letter_the_whole_batch_with_the_attempt_count() 
     transport = ScriptedTransport(lambda ids, n: Retryable("InternalFailure", "boom", 500))
     result = _send(transport, 3)
     assert result.accepted == []
-    assert {f.stage for f in result.failed} == {STAGE_RETRY_EXHAUSTED}
-    assert {f.attempts for f in result.failed} == {FAST_RETRY.max_attempts}
+    assert {f.reason.stage for f in result.failed} == {Stage.RETRY_EXHAUSTED}
+    assert {f.reason.attempts for f in result.failed} == {FAST_RETRY.max_attempts}
     assert len(transport.calls) == FAST_RETRY.max_attempts
     assert result.retries == FAST_RETRY.max_attempts - 1
 
