@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from forwarder.config_input import InputConfig
+
 ENV_PREFIX = "FORWARDER__"
 PASSTHROUGH_PATHS = {("kafka", "client"), ("dead_letter", "producer")}
 # librdkafka properties the forwarder sets itself: a user value would break the commit rule.
@@ -278,6 +280,7 @@ class Config(_Section):
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:

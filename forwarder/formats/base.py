@@ -1,0 +1,163 @@
+"""What every input format shares: the protocol, the two kinds of failure, and the registry's plumbing.
+
+Contract of a format's :meth:`Format.parse`: bytes in, the Python object the decoder maps (a ``dict`` for
+every record format) out; or :class:`FormatError` when the bytes themselves are the problem (the message
+goes to the dead-letter topic, stage ``decode``, with the reason); or :class:`RegistryUnavailable` when the
+schema could not be had for a reason that is not a definite answer (unreachable, slow, 5xx, refused
+credentials): the message is fine, the runtime must wait and try it again, never dead-letter it.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.serde import SchemaId
+from confluent_kafka.serialization import SerializationError
+
+T = TypeVar("T")
+
+NOT_WIRE_FORMAT: Final = "NotWireFormat"
+UNKNOWN_SCHEMA: Final = "UnknownSchema"
+UNDECODABLE: Final = "Undecodable"
+NOT_AN_OBJECT: Final = "NotAnObject"
+
+
+class FormatError(ValueError):
+    """The message's bytes cannot be decoded: a dead-letter reason (``error_class``, ``message``)."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+
+
+class RegistryUnavailable(Exception):
+    """The schema registry gave no definite answer (unreachable, timed out, 5xx, 401/403, 429).
+
+    Not the message's fault: the runtime treats it as an outage (pause, keep offsets, try again).
+    """
+
+
+class Format(Protocol):
+    """One input format: bytes → the object the decoder's mapping reads."""
+
+    name: str
+
+    def parse(self, value: bytes) -> Any:
+        """Decode one message value; raises :class:`FormatError` or :class:`RegistryUnavailable`."""
+        ...
+
+
+class Header(NamedTuple):
+    """The wire-format header of one message."""
+
+    schema_id: int
+    message_indexes: tuple[int, ...]  # Protobuf only: which message of the schema's file
+
+
+def wire_header(value: bytes, schema_type: str) -> Header:
+    """Read the Confluent wire-format header (magic byte, schema id; Protobuf: message indexes).
+
+    Uses confluent-kafka's own reader; a wrong magic byte or a value too short for its header is a
+    :class:`FormatError` of class ``NotWireFormat``.
+    """
+    schema_id = SchemaId(schema_type)
+    if not value:
+        raise FormatError(NOT_WIRE_FORMAT, "value: empty, not in the schema registry wire format")
+    if value[0] != 0:
+        raise FormatError(
+            NOT_WIRE_FORMAT,
+            f"value: magic byte is {value[0]:#04x}, not 0x00: not in the schema registry wire format",
+        )
+    try:
+        schema_id.from_bytes(io.BytesIO(value))
+    except (struct.error, SerializationError, IndexError, ValueError) as exc:
+        raise FormatError(
+            NOT_WIRE_FORMAT, f"value: truncated schema registry header ({len(value)} bytes): {exc}"
+        ) from None
+    assert schema_id.id is not None  # magic byte 0 is followed by a 4-byte id
+    return Header(schema_id.id, tuple(schema_id.message_indexes or (0,)))
+
+
+def classify_registry_error(exc: Exception, schema_id: int) -> Exception:
+    """A registry failure as the error the runtime acts on: a definite 404 is the message's fault."""
+    if isinstance(exc, SchemaRegistryError) and exc.http_status_code == 404:
+        return FormatError(
+            UNKNOWN_SCHEMA,
+            f"value: schema id {schema_id} is not in the schema registry ({exc.error_message})",
+        )
+    if isinstance(exc, SchemaRegistryError):
+        return RegistryUnavailable(
+            f"schema registry answered HTTP {exc.http_status_code} for schema id {schema_id}: "
+            f"{exc.error_message}"
+        )
+    return RegistryUnavailable(
+        f"schema registry unreachable for schema id {schema_id}: {type(exc).__name__}: {exc}"
+    )
+
+
+def fetch_schema(client: SchemaRegistryClient, schema_id: int, fmt: str | None = None) -> Any:
+    """The writer schema of an id (cached by the client), or the classified failure."""
+    try:
+        return client.get_schema(schema_id, None, fmt)
+    except Exception as exc:
+        raise classify_registry_error(exc, schema_id) from exc
+
+
+def deserialize(call: Callable[[], T], schema_id: int) -> T:
+    """Run a confluent deserializer: its registry failures classified, its content failures ``Undecodable``."""
+    try:
+        return call()
+    except (SerializationError, ValueError, TypeError, EOFError, struct.error, IndexError, KeyError) as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, SchemaRegistryError):
+            raise classify_registry_error(cause, schema_id) from exc
+        raise FormatError(
+            UNDECODABLE, f"value: does not decode with schema id {schema_id}: {type(exc).__name__}: {exc}"
+        ) from None
+    except SchemaRegistryError as exc:
+        raise classify_registry_error(exc, schema_id) from exc
+    except Exception as exc:
+        # httpx errors and anything else from the client's transport: no definite answer about the schema.
+        raise classify_registry_error(exc, schema_id) from exc
+
+
+def _no_subject(_ctx: object, _record_name: object) -> None:
+    return None
+
+
+# The deserializers read with the writer's schema, found by the id in the message: no subject, so no
+# "latest version" or subject lookups (one registry request per new schema id, then the cache).
+DESERIALIZER_CONF: Final = {"subject.name.strategy": _no_subject}
+
+
+def plain(value: Any) -> Any:
+    """Record values as the decoder takes them: times as ISO-8601 text (a zone-less time is UTC to the
+    decoder), decimals as floats; dicts and lists walked, everything else unchanged.
+    """
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def require_object(value: Any, schema_id: int) -> dict[str, Any]:
+    """A decoded value the mapping can read: an object (a record, a message, a JSON object)."""
+    if not isinstance(value, dict):
+        raise FormatError(
+            NOT_AN_OBJECT,
+            f"value: schema id {schema_id} decodes to {type(value).__name__}, not a record/object",
+        )
+    return value
