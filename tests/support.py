@@ -74,6 +74,21 @@ def kafka_script(command: str, env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
+def registry_script(command: str, env: dict[str, str]) -> str:
+    """Run ``scripts/schema-registry-local COMMAND`` with ``env``; its stdout, or an error with stderr's tail."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "schema-registry-local"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,  # the first run builds the registry from Maven Central
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/schema-registry-local {command} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip()
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface right now."""
     with socket.socket() as sock:
