@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -236,3 +238,46 @@ def test_a_stopped_registry_is_unavailable_not_bad_data(
     decoder = Decoder(MappingConfig(), TRACKER, parse=lambda v, _m: make_format(fmt, reader).parse(v))  # type: ignore[arg-type]
     with pytest.raises(RegistryUnavailable, match="unreachable"):
         decoder.decode(message)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_forwarder_sample_produces_records_the_format_layer_reads(
+    fmt: str, bootstrap: str, schema_registry: SchemaRegistry
+) -> None:
+    topic = unique(f"formats-sample-{fmt}")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forwarder",
+            "sample",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            "1",
+            "--events",
+            "30",
+            "--sessions",
+            "5",
+            "--format",
+            fmt,
+            "--schema-registry-url",
+            schema_registry.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"produced 30 {fmt} sample events" in result.stdout
+    messages = read_topic(bootstrap, topic, expect=30)
+    assert len(messages) == 30
+    decoder = Decoder(MappingConfig(), TRACKER, parse=parser_for(_input(schema_registry.url, fmt), [topic]))
+    events = [decoder.decode(m) for m in messages]
+    assert all(isinstance(e, Event) for e in events), [e for e in events if not isinstance(e, Event)]
+    assert {e.key.session_id for e in events if isinstance(e, Event)} <= {
+        f"session-{i:05d}" for i in range(5)
+    }
