@@ -76,7 +76,10 @@ class InputConfig(BaseModel):
         "(topics not in the map are `json`).",
     )
     schema_registry: SchemaRegistryConfig | None = Field(
-        default=None, description="The registry; required when a format other than `json` is used."
+        default=None,
+        description="The registry, required by a format other than `json`: `url`, `basic.auth.user.info`, "
+        "`ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`, `ssl.key.password`, `timeout` "
+        "(10 s), `max.retries` (2), `cache.capacity` (1000); see docs/inputs.md.",
     )
 
     def format_of(self, topic: str) -> FormatName:

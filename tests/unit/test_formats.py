@@ -8,6 +8,7 @@ against real HTTP responses through confluent-kafka's own client.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -251,3 +253,14 @@ def test_a_mixed_topic_map_reads_json_topics_as_json() -> None:
     framed = decoder.decode(_message(b"nope", topic="records"))
     assert isinstance(framed, Rejection)
     assert framed.error_class == "NotWireFormat"
+
+
+def test_the_proto_file_shown_to_users_is_the_descriptor_built_at_run_time() -> None:
+    text = resources.files("forwarder").joinpath("schemas", "interaction.proto").read_text()
+    declared = {
+        (name, int(number))
+        for name, number in re.findall(r"^\s+(?:repeated\s+)?[\w.<>, ]+?\s(\w+) = (\d+);", text, re.M)
+    }
+    built = {(f.name, f.number) for f in sample_schemas.proto_class().DESCRIPTOR.fields}
+    assert declared == built
+    assert len(built) == 10
