@@ -31,6 +31,7 @@ from forwarder.config import MappingConfig, parse_config
 from forwarder.config_input import InputConfig, SchemaRegistryConfig
 from forwarder.decode import STAGE_DECODE, Decoder, Event, Rejection
 from forwarder.formats import FormatError, RegistryUnavailable, make_format, parser_for
+from forwarder.formats.avro import fields_to_convert
 from forwarder.formats.base import plain
 from forwarder.formats.protobuf import to_plain
 
@@ -264,3 +265,23 @@ def test_the_proto_file_shown_to_users_is_the_descriptor_built_at_run_time() -> 
     built = {(f.name, f.number) for f in sample_schemas.proto_class().DESCRIPTOR.fields}
     assert declared == built
     assert len(built) == 10
+
+
+def test_avro_walks_only_the_fields_that_can_hold_a_converted_logical_type() -> None:
+    ts = {"type": "long", "logicalType": "timestamp-millis"}
+    context = {"type": "record", "name": "Ctx", "fields": [{"name": "at", "type": ts}]}
+    schema = {
+        "type": "record",
+        "name": "E",
+        "fields": [
+            {"name": "sessionId", "type": "string"},
+            {"name": "impression", "type": {"type": "array", "items": "string"}},
+            {"name": "sentAt", "type": ["null", ts]},
+            {"name": "context", "type": context},
+            {"name": "again", "type": ["null", "Ctx"]},  # the named type again, by reference
+        ],
+    }
+    assert fields_to_convert(orjson.dumps(schema).decode()) == ("sentAt", "context", "again")
+    assert fields_to_convert(sample_schemas.avro_schema()) == ("sentAt",)
+    plain_schema = {"type": "record", "name": "P", "fields": [{"name": "a", "type": "string"}]}
+    assert fields_to_convert(orjson.dumps(plain_schema).decode()) == ()
