@@ -86,12 +86,25 @@ def wire_header(value: bytes, schema_type: str) -> Header:
     return Header(schema_id.id, tuple(schema_id.message_indexes or (0,)))
 
 
+SCHEMA_NOT_FOUND: Final = 40403  # the registries' own code for "no schema with this id"
+
+
 def classify_registry_error(exc: Exception, schema_id: int) -> Exception:
-    """A registry failure as the error the runtime acts on: a definite 404 is the message's fault."""
+    """A registry failure as the error the runtime acts on.
+
+    Only a definite "schema not found" (HTTP 404 with the registries' code 40403) is the message's
+    fault. A 404 without it means the URL does not point at a registry's API (a wrong path, a proxy):
+    every message would get it, so it is an outage to fix, not data to set aside.
+    """
     if isinstance(exc, SchemaRegistryError) and exc.http_status_code == 404:
-        return FormatError(
-            UNKNOWN_SCHEMA,
-            f"value: schema id {schema_id} is not in the schema registry ({exc.error_message})",
+        if exc.error_code == SCHEMA_NOT_FOUND:
+            return FormatError(
+                UNKNOWN_SCHEMA,
+                f"value: schema id {schema_id} is not in the schema registry ({exc.error_message})",
+            )
+        return RegistryUnavailable(
+            f"schema registry answered 404 without 'schema not found' for schema id {schema_id} "
+            f"(is input.schema_registry.url the registry's base URL?): {exc.error_message}"
         )
     if isinstance(exc, SchemaRegistryError):
         return RegistryUnavailable(

@@ -203,6 +203,22 @@ def test_an_unknown_schema_id_is_a_decode_rejection_naming_the_id(
     assert "schema id 987654" in result.message
 
 
+def test_a_url_that_is_not_the_registry_api_is_an_outage_not_an_unknown_schema(
+    bootstrap: str, schema_registry: SchemaRegistry, client: SchemaRegistryClient
+) -> None:
+    topic = create_topic(bootstrap, unique("formats-wrong-url"))
+    event = next(sample_events(1, 1, start=START))
+    value = _serializer("avro", client, 1)(
+        _record(event, "avro", 1), SerializationContext(topic, MessageField.VALUE)
+    )
+    produce(bootstrap, topic, [(b"k", value)])
+    (message,) = read_topic(bootstrap, topic, expect=1)
+    wrong = schema_registry.url.rsplit("/", 1)[0] + "/v0"  # the right server, not its API
+    decoder = Decoder(MappingConfig(), TRACKER, parse=parser_for(_input(wrong, "avro"), [topic]))
+    with pytest.raises(RegistryUnavailable, match="base URL"):
+        decoder.decode(message)
+
+
 @pytest.fixture
 def second_registry(schema_registry: SchemaRegistry) -> Iterator[tuple[str, dict[str, str]]]:
     """A registry of this test's own (the session's keeps running): its URL and the script's env."""

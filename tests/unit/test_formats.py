@@ -40,11 +40,12 @@ REGISTRY_FORMATS = ("avro", "protobuf", "json_schema")
 
 class _Registry(BaseHTTPRequestHandler):
     status = 404
+    code = 40403
     delay = 0.0
 
     def do_GET(self) -> None:
         time.sleep(self.delay)
-        body = orjson.dumps({"error_code": 40403, "message": f"Schema not found: {self.path}"})
+        body = orjson.dumps({"error_code": self.code, "message": f"Schema not found: {self.path}"})
         with contextlib.suppress(OSError):  # the slow case: the client gave up and closed
             self.send_response(self.status)
             self.send_header("Content-Type", "application/json")
@@ -111,6 +112,16 @@ def test_a_definite_not_found_is_bad_data_with_the_id(fmt: str, registry: tuple[
     with pytest.raises(FormatError, match="schema id 4242 is not in the schema registry") as caught:
         make_format(fmt, _client(url)).parse(_framed(4242))  # type: ignore[arg-type]
     assert caught.value.error_class == "UnknownSchema"
+
+
+@pytest.mark.parametrize("fmt", REGISTRY_FORMATS)
+def test_a_404_that_is_not_schema_not_found_is_an_outage_not_bad_data(
+    fmt: str, registry: tuple[str, Any]
+) -> None:
+    url, handler = registry
+    handler.code = 404  # a path that is not the registry's API: every message would get it
+    with pytest.raises(RegistryUnavailable, match="base URL"):
+        make_format(fmt, _client(url)).parse(_framed(4242))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fmt", REGISTRY_FORMATS)
