@@ -17,11 +17,15 @@ from decimal import Decimal
 from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
+from confluent_kafka.schema_registry.error import OAuthTokenError, SchemaRegistryError
 from confluent_kafka.schema_registry.serde import SchemaId
 from confluent_kafka.serialization import SerializationError
 
 T = TypeVar("T")
+# What the registry client raises when it got no schema: an answer (SchemaRegistryError), no answer
+# (httpx's transport errors, timeouts), or no token (OAuthTokenError).
+REGISTRY_ERRORS: Final = (SchemaRegistryError, OAuthTokenError, httpx.HTTPError, OSError)
 
 NOT_WIRE_FORMAT: Final = "NotWireFormat"
 UNKNOWN_SCHEMA: Final = "UnknownSchema"
@@ -89,7 +93,7 @@ def wire_header(value: bytes, schema_type: str) -> Header:
 SCHEMA_NOT_FOUND: Final = 40403  # the registries' own code for "no schema with this id"
 
 
-def classify_registry_error(exc: Exception, schema_id: int) -> Exception:
+def classify_registry_error(exc: BaseException, schema_id: int) -> Exception:
     """A registry failure as the error the runtime acts on.
 
     Only a definite "schema not found" (HTTP 404 with the registries' code 40403) is the message's
@@ -124,22 +128,33 @@ def fetch_schema(client: SchemaRegistryClient, schema_id: int, fmt: str | None =
         raise classify_registry_error(exc, schema_id) from exc
 
 
+def _registry_failure(exc: BaseException) -> BaseException | None:
+    """The registry error behind ``exc`` (itself, or a cause it wraps), if there is one."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain: the deserializers wrap at most once or twice
+        if seen is None:
+            return None
+        if isinstance(seen, REGISTRY_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def deserialize(call: Callable[[], T], schema_id: int) -> T:
-    """Run a confluent deserializer: its registry failures classified, its content failures ``Undecodable``."""
+    """Run a confluent deserializer: registry failures classified, anything else ``Undecodable``.
+
+    Anything else includes errors no list foresees (fastavro's, protobuf's): a message that breaks the
+    deserializer is set aside with the reason, never taken for an outage that would hold the partition.
+    """
     try:
         return call()
-    except (SerializationError, ValueError, TypeError, EOFError, struct.error, IndexError, KeyError) as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, SchemaRegistryError):
-            raise classify_registry_error(cause, schema_id) from exc
+    except Exception as exc:
+        registry = _registry_failure(exc)
+        if registry is not None:
+            raise classify_registry_error(registry, schema_id) from exc
         raise FormatError(
             UNDECODABLE, f"value: does not decode with schema id {schema_id}: {type(exc).__name__}: {exc}"
         ) from None
-    except SchemaRegistryError as exc:
-        raise classify_registry_error(exc, schema_id) from exc
-    except Exception as exc:
-        # httpx errors and anything else from the client's transport: no definite answer about the schema.
-        raise classify_registry_error(exc, schema_id) from exc
 
 
 def _no_subject(_ctx: object, _record_name: object) -> None:

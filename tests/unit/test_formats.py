@@ -24,6 +24,9 @@ import orjson
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import SerializationError
 from pydantic import ValidationError
 
 from forwarder import sample_schemas
@@ -32,7 +35,7 @@ from forwarder.config_input import InputConfig, SchemaRegistryConfig
 from forwarder.decode import STAGE_DECODE, Decoder, Event, Rejection
 from forwarder.formats import FormatError, RegistryUnavailable, make_format, parser_for
 from forwarder.formats.avro import fields_to_convert
-from forwarder.formats.base import plain
+from forwarder.formats.base import deserialize, plain
 from forwarder.formats.protobuf import to_plain
 
 REGISTRY_FORMATS = ("avro", "protobuf", "json_schema")
@@ -296,3 +299,24 @@ def test_avro_walks_only_the_fields_that_can_hold_a_converted_logical_type() -> 
     assert fields_to_convert(sample_schemas.avro_schema()) == ("sentAt",)
     plain_schema = {"type": "record", "name": "P", "fields": [{"name": "a", "type": "string"}]}
     assert fields_to_convert(orjson.dumps(plain_schema).decode()) == ()
+
+
+def test_a_deserializer_failure_is_bad_data_unless_the_registry_is_behind_it() -> None:
+    def unforeseen() -> None:
+        raise RuntimeError("fastavro had a bad day")
+
+    with pytest.raises(FormatError, match="fastavro had a bad day") as caught:
+        deserialize(unforeseen, 5)
+    assert caught.value.error_class == "Undecodable"
+
+    def wrapped_transport() -> None:
+        raise SerializationError("could not fetch the schema") from httpx.ConnectError("connection refused")
+
+    with pytest.raises(RegistryUnavailable, match="connection refused"):
+        deserialize(wrapped_transport, 5)
+
+    def not_found() -> None:
+        raise SchemaRegistryError(404, 40403, "Schema 5 not found")
+
+    with pytest.raises(FormatError, match="schema id 5 is not in the schema registry"):
+        deserialize(not_found, 5)
