@@ -1,9 +1,11 @@
 """Decode: one Kafka message → one PutEvents event, or a reason it cannot be one.
 
-Contract: :meth:`Decoder.decode` never raises for any message content. It returns an :class:`Event`
-that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits`
-before anything is sent), or a :class:`~forwarder.outcome.Reason` with stage ``decode`` (the bytes are not a JSON object)
-or ``validate`` (a field is missing or breaks a limit) and a message that names the field.
+Contract: :meth:`Decoder.decode` never raises for any message content (a ``parse`` given for a registry
+format may raise ``RegistryUnavailable``, which says nothing about the content). It returns an :class:`Event`
+that already satisfies every PutEvents limit (checked with :mod:`forwarder.personalize.limits` before
+anything is sent), or a :class:`~forwarder.outcome.Reason` with stage ``decode`` (the bytes are not a JSON
+object, or not in their registry format) or ``validate`` (a field is missing or breaks a limit) and a
+message that names the field.
 
 The event keeps the :class:`~forwarder.outcome.Envelope` it was decoded from: the dead-letter stage needs
 the original key, value, headers and timestamp, and the runtime finishes the envelope's offset once the
@@ -24,6 +26,7 @@ import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from forwarder.config import MappingConfig
+from forwarder.formats.base import FormatError
 from forwarder.outcome import Envelope, Reason, Stage
 from forwarder.personalize import limits
 
@@ -132,7 +135,18 @@ def _identifier(field: str, value: Any) -> str | None:
 class Decoder:
     """Turns messages into events according to a :class:`MappingConfig`. Stateless between messages."""
 
-    def __init__(self, mapping: MappingConfig, tracking_id: str) -> None:
+    def __init__(
+        self,
+        mapping: MappingConfig,
+        tracking_id: str,
+        parse: Callable[[bytes, Message], Any] | None = None,
+    ) -> None:
+        """``parse`` turns a value into the object the mapping reads (see :mod:`forwarder.formats`);
+        ``None`` is the JSON path below. It raises ``FormatError`` for bad bytes (a ``decode`` rejection
+        here) and ``RegistryUnavailable`` when it cannot tell: that one propagates, it is not the
+        message's fault.
+        """
+        self._parse = parse
         self._tracking_id = tracking_id
         self._event_type = mapping.event_type
         self._unit = mapping.sent_at_unit
@@ -168,6 +182,8 @@ class Decoder:
         value = message.value()
         if value is None:
             return Reason(Stage.DECODE, "Tombstone", "value: is null (a tombstone), not an event")
+        if self._parse is not None:
+            return self._decode_parsed(value, envelope)
         if value[:3] == _UTF8_BOM:
             value = value[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
         try:
@@ -186,6 +202,24 @@ class Decoder:
         except Exception as exc:
             # A gap in the checks above. Raising would stop the replica on this message again after every
             # restart (it is never committed), so it is set aside like any bad message, and said loudly.
+            log.error("a message could not be decoded (a bug: please report it): %r", exc, exc_info=True)
+            return Reason(
+                Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
+            )
+
+    def _decode_parsed(self, value: bytes, envelope: Envelope) -> Event | Reason:
+        assert self._parse is not None
+        try:
+            obj = self._parse(value, envelope.message)
+        except FormatError as exc:
+            return Reason(Stage.DECODE, exc.error_class, exc.message)
+        if not isinstance(obj, dict):
+            return Reason(Stage.DECODE, "NotAnObject", f"value: must be an object, got {type(obj).__name__}")
+        try:
+            return self._build(obj, envelope)
+        except FieldError as exc:
+            return Reason(Stage.VALIDATE, "InvalidField", str(exc))
+        except Exception as exc:
             log.error("a message could not be decoded (a bug: please report it): %r", exc, exc_info=True)
             return Reason(
                 Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"

@@ -1,7 +1,8 @@
 """Sample interaction events: realistic sessions for demos, local runs and the compose file.
 
 ``forwarder sample`` creates the topics if they do not exist, then produces events over many users and
-sessions, with explicit impression lists and recommendationIds, keyed by session id so that a
+sessions (as JSON, or with ``--format avro|protobuf|json_schema`` as records of the sample schemas, their
+schema registered in the registry), with explicit impression lists and recommendationIds, keyed by session id so that a
 session's events share a partition and keep their order.
 """
 
@@ -11,7 +12,7 @@ import argparse
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -72,8 +73,52 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30) -
         print(f"created topic {name}", file=sys.stderr)
 
 
-def produce_samples(bootstrap: str, topic: str, count: int, sessions: int, seed: int) -> int:
-    """Produce the sample events; return how many the broker acknowledged."""
+def record_encoder(fmt: str, registry_url: str | None, topic: str) -> Callable[[dict[str, Any]], bytes]:
+    """How a sample event becomes a message value: JSON, or a record of the sample schema serialized
+    (and its schema registered) with confluent-kafka's serializer for ``fmt``.
+    """
+    if fmt == "json":
+        return orjson.dumps
+    if not registry_url:
+        raise ValueError(f"--format {fmt} needs --schema-registry-url")
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415 - registry formats only
+    from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: PLC0415
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer  # noqa: PLC0415
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+
+    from forwarder import sample_schemas  # noqa: PLC0415
+
+    client = SchemaRegistryClient({"url": registry_url, "timeout": 10})
+    serializer: Any
+    if fmt == "avro":
+        serializer = AvroSerializer(client, sample_schemas.avro_schema())
+    elif fmt == "json_schema":
+        serializer = JSONSerializer(sample_schemas.json_schema(), client)
+    elif fmt == "protobuf":
+        serializer = ProtobufSerializer(
+            sample_schemas.proto_class(), client, {"use.deprecated.format": False}
+        )
+    else:
+        raise ValueError(f"unknown format {fmt}")
+    ctx = SerializationContext(topic, MessageField.VALUE)
+
+    def encode(event: dict[str, Any]) -> bytes:
+        value: bytes = serializer(sample_schemas.to_record(event, fmt), ctx)
+        return value
+
+    return encode
+
+
+def produce_samples(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    sessions: int,
+    seed: int,
+    encode: Callable[[dict[str, Any]], bytes] = orjson.dumps,
+) -> int:
+    """Produce the sample events (``encode`` makes each value); return how many the broker acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     acked = 0
 
@@ -86,7 +131,7 @@ def produce_samples(bootstrap: str, topic: str, count: int, sessions: int, seed:
         while True:
             try:
                 producer.produce(
-                    topic, key=event["sessionId"].encode(), value=orjson.dumps(event), on_delivery=delivered
+                    topic, key=event["sessionId"].encode(), value=encode(event), on_delivery=delivered
                 )
                 break
             except BufferError:
@@ -105,6 +150,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--format",
+        choices=("json", "avro", "protobuf", "json_schema"),
+        default="json",
+        help="json (default), or a record of the sample schema (forwarder/schemas/) through the registry",
+    )
+    parser.add_argument(
+        "--schema-registry-url",
+        help="Confluent-compatible registry for --format avro|protobuf|json_schema "
+        "(scripts/schema-registry-local url)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +168,13 @@ def run(args: argparse.Namespace) -> int:
     topics = {args.topic: args.partitions}
     if args.dead_letter_topic:
         topics[args.dead_letter_topic] = 1
+    try:
+        encode = record_encoder(args.format, args.schema_registry_url, args.topic)
+    except ValueError as exc:
+        print(f"forwarder sample: {exc}", file=sys.stderr)
+        return 2
     ensure_topics(args.bootstrap_servers, topics)
-    acked = produce_samples(args.bootstrap_servers, args.topic, args.events, args.sessions, args.seed)
-    print(f"produced {acked} sample events over {args.sessions} sessions to {args.topic}")
+    acked = produce_samples(args.bootstrap_servers, args.topic, args.events, args.sessions, args.seed, encode)
+    kind = "" if args.format == "json" else f" {args.format}"
+    print(f"produced {acked}{kind} sample events over {args.sessions} sessions to {args.topic}")
     return 0 if acked == args.events else 1

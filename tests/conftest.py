@@ -9,11 +9,13 @@ Where the tests get a real Kafka broker, in this order:
 3. otherwise ``scripts/kafka-local`` starts Apache Kafka on the JVM (port ``KAFKA_TEST_PORT``, default
    19092, a fresh data directory) and stops it by its pid when the session ends.
 
-There is no mock Kafka in the integration tests.
+There is no mock Kafka in the integration tests. The ``schema_registry`` fixture does the same for a
+Confluent-compatible schema registry (``KAFKA_SCHEMA_REGISTRY_URL``, else ``scripts/schema-registry-local``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, STARTED, LocalKafka, kafka_script, stop_process
+from tests.harness import REPO, STARTED, LocalKafka, kafka_script, registry_script, stop_process
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,46 @@ def broker() -> Iterator[Broker]:
 def bootstrap(broker: Broker) -> str:
     """The bootstrap address of the session's broker."""
     return broker.bootstrap
+
+
+@dataclass(frozen=True)
+class SchemaRegistry:
+    """A Confluent-compatible schema registry for the test session.
+
+    ``url`` is what ``input.schema_registry.url`` takes; ``script_env`` is set when
+    ``scripts/schema-registry-local`` runs it (then a test may start a second one with :meth:`env_on`).
+    """
+
+    url: str
+    script_env: dict[str, str] | None = None
+
+    def env_on(self, port: int) -> dict[str, str]:
+        """The script's environment for another registry on ``port`` (its own data directory)."""
+        assert self.script_env is not None, "only with a registry started by scripts/schema-registry-local"
+        data = REPO / ".local" / f"schema-registry-test-{port}"
+        return {**self.script_env, "SCHEMA_REGISTRY_PORT": str(port), "SCHEMA_REGISTRY_DATA_DIR": str(data)}
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[SchemaRegistry]:
+    """A real schema registry for the whole session: ``KAFKA_SCHEMA_REGISTRY_URL`` if set (left running),
+    else ``scripts/schema-registry-local`` on ``SCHEMA_REGISTRY_TEST_PORT`` (default 18081), stopped by
+    its pid at the end.
+    """
+    external = os.environ.get("KAFKA_SCHEMA_REGISTRY_URL")
+    if external:
+        yield SchemaRegistry(external)
+        return
+    port = os.environ.get("SCHEMA_REGISTRY_TEST_PORT", "18081")
+    data = REPO / ".local" / f"schema-registry-test-{port}"
+    shutil.rmtree(data, ignore_errors=True)
+    env = {**os.environ, "SCHEMA_REGISTRY_PORT": port, "SCHEMA_REGISTRY_DATA_DIR": str(data)}
+    url = registry_script("start", env).splitlines()[-1]
+    try:
+        yield SchemaRegistry(url, env)
+    finally:
+        with contextlib.suppress(Exception):
+            registry_script("stop", env)
 
 
 @pytest.fixture

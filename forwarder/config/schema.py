@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forwarder.config.input import InputConfig
+
 # librdkafka properties the forwarder sets itself: a user value would break the commit rule.
 RESERVED_CLIENT_KEYS = frozenset(
     {
@@ -263,6 +265,7 @@ class Config(_Section):
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
 
     @property
     def limits(self) -> BackpressureConfig:

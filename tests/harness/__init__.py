@@ -40,8 +40,10 @@ from tests.harness.kafka import (
     headers_dict,
     kafka_error_code,
     kafka_script,
+    local_script,
     produce,
     read_topic,
+    registry_script,
 )
 from tests.harness.processes import (
     AWS_TEST_ENV,
@@ -78,9 +80,11 @@ __all__ = [
     "http",
     "kafka_error_code",
     "kafka_script",
+    "local_script",
     "probe",
     "produce",
     "read_topic",
+    "registry_script",
     "request_bytes",
     "request_of",
     "running",

@@ -21,10 +21,11 @@ from confluent_kafka.cimpl import NewTopic
 from tests.harness.processes import REPO, unique, wait_for
 
 
-def kafka_script(command: str, env: dict[str, str], timeout: float = 600) -> str:
-    """Run ``scripts/kafka-local COMMAND`` with ``env``; its stdout, or an error with its stderr's tail."""
+def local_script(name: str, command: str, env: dict[str, str], timeout: float = 600) -> str:
+    """Run ``scripts/NAME COMMAND`` with ``env`` (kafka-local, schema-registry-local); its stdout, or an
+    error with its stderr's tail."""
     result = subprocess.run(
-        [str(REPO / "scripts" / "kafka-local"), command],
+        [str(REPO / "scripts" / name), command],
         env=env,
         capture_output=True,
         text=True,
@@ -32,8 +33,19 @@ def kafka_script(command: str, env: dict[str, str], timeout: float = 600) -> str
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"scripts/kafka-local {command} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"scripts/{name} {command} failed:\n{result.stderr[-3000:]}")
     return result.stdout.strip()
+
+
+def kafka_script(command: str, env: dict[str, str], timeout: float = 600) -> str:
+    """Run ``scripts/kafka-local COMMAND`` with ``env``."""
+    return local_script("kafka-local", command, env, timeout)
+
+
+def registry_script(command: str, env: dict[str, str]) -> str:
+    """Run ``scripts/schema-registry-local COMMAND`` with ``env`` (the first run builds the registry from
+    Maven Central, hence the long timeout)."""
+    return local_script("schema-registry-local", command, env, timeout=900)
 
 
 @dataclass
