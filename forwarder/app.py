@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
+from forwarder import __version__
 from forwarder.batch import Batch, Batcher
 from forwarder.config import Config, redact
 from forwarder.consume import KafkaConsumer, Partitions, RebalanceHandler, consumer_config
@@ -155,7 +156,8 @@ class App(RebalanceHandler):
                 loop.add_signal_handler(signum, self._on_signal, signum)
         cfg = self.cfg
         log.info(
-            "starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s endpoint=%s",
+            "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s endpoint=%s",
+            __version__,
             ",".join(cfg.kafka.topics),
             cfg.kafka.group_id,
             cfg.kafka.group_protocol,
