@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit bench chaos venv stop clean
+.PHONY: run test lint unit bench chaos venv image stop clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -35,6 +35,12 @@ bench: venv
 
 chaos: venv
 	$(BIN)/python -m tests.chaos
+
+# The image, labelled (org.opencontainers.image.version, .revision) with the package's version and the commit.
+image: venv
+	version=$$($(BIN)/python -c 'from forwarder import __version__; print(__version__)') \
+	&& docker build --build-arg VERSION=$$version --build-arg REVISION=$$(git rev-parse HEAD) \
+		-t forwarder:$$version -t forwarder:local .
 
 stop:
 	scripts/kafka-local stop
