@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint unit bench chaos venv image stop clean
 
+# A fresh venv (--clear) whenever pyproject.toml or constraints.txt change, so nothing stale lingers in it
+# (such as the distribution's earlier name, `forwarder`).
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
