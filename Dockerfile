@@ -28,9 +28,14 @@ RUN pip install -c constraints.txt . \
 
 # ---- runtime: the virtualenv, a non-root user, nothing else ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-LABEL org.opencontainers.image.title="forwarder" \
+# The package's version (forwarder/__init__.py) and the commit built; `make image` passes both.
+ARG VERSION=unknown
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="personalize-kafka-forwarder" \
       org.opencontainers.image.description="Kafka → Amazon Personalize PutEvents forwarder" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

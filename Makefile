@@ -5,11 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit component static integration bench chaos venv stop clean
+.PHONY: run test lint unit component static integration bench chaos venv image stop clean
 
+# A fresh venv (--clear) whenever pyproject.toml or constraints.txt change, so nothing stale lingers in it
+# (such as the distribution's earlier name, `forwarder`).
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
@@ -45,6 +47,12 @@ bench: venv
 
 chaos: venv
 	$(BIN)/python -m tests.chaos
+
+# The image, labelled (org.opencontainers.image.version, .revision) with the package's version and the commit.
+image: venv
+	version=$$($(BIN)/python -c 'from forwarder import __version__; print(__version__)') \
+	&& docker build --build-arg VERSION=$$version --build-arg REVISION=$$(git rev-parse HEAD) \
+		-t forwarder:$$version -t forwarder:local .
 
 stop:
 	scripts/kafka-local stop

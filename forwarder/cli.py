@@ -1,4 +1,4 @@
-"""Command line: ``forwarder run | check-config | replay | emulator | sample``.
+"""Command line: ``forwarder run | check-config | replay | emulator | sample``, and ``forwarder --version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from forwarder import __version__
 from forwarder.config import Config, ConfigError, LoggingConfig, load_config
 
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forwarder",
         description="Deliver user-interaction events from Kafka to Amazon Personalize PutEvents.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the forwarder until SIGTERM/SIGINT")

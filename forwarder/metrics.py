@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from forwarder import __version__
+
 
 class Metrics:
     """All metrics of one forwarder replica."""
@@ -100,6 +102,7 @@ class Metrics:
         self.outage = Gauge(
             "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
         )
+        self.build_info = build_info(r)
 
     # SendObserver
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
@@ -112,6 +115,18 @@ class Metrics:
     def outage_changed(self, active: bool) -> None:
         """The service entered or left an outage."""
         self.outage.set(1 if active else 0)
+
+
+def build_info(registry: CollectorRegistry) -> Gauge:
+    """``forwarder_build_info{version="..."} 1`` on ``registry``: which version this process runs."""
+    gauge = Gauge(
+        "forwarder_build_info",
+        "Always 1; the version label is the running forwarder's.",
+        ["version"],
+        registry=registry,
+    )
+    gauge.labels(__version__).set(1)
+    return gauge
 
 
 def counter_total(counter: Counter) -> float:

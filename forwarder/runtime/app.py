@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError
 
+from forwarder import __version__
 from forwarder.batch import Batcher
 from forwarder.config import Config, redact
 from forwarder.consume import KafkaConsumer, RebalanceHandler, consumer_config
@@ -216,7 +217,9 @@ class App:
     def _log_start(self) -> None:
         cfg = self.cfg
         log.info(
-            "starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s endpoint=%s",
+            "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s "
+            "endpoint=%s",
+            __version__,
             ",".join(cfg.kafka.topics),
             cfg.kafka.group_id,
             cfg.kafka.group_protocol,
