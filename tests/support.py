@@ -266,12 +266,13 @@ class EmulatorProcess:
             result: dict[str, Any] = json.load(response)
             return result
 
-    def calls(self) -> list[dict[str, Any]]:
-        """Every accepted call, as recorded."""
+    def calls(self, operation: str = "PutEvents") -> list[dict[str, Any]]:
+        """Every accepted call of ``operation``, as recorded, without the record's ``operation`` field."""
         if not self.record.exists():
             return []
         with self.record.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.endswith("\n")]
+            lines = [json.loads(line) for line in fh if line.endswith("\n")]
+        return [line for line in lines if line.pop("operation") == operation]
 
     def events(self) -> list[dict[str, Any]]:
         """Every accepted event, with its call's userId/sessionId/trackingId merged in."""

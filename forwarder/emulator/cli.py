@@ -70,6 +70,14 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         help="a tracking id that exists (repeatable); when given, any other gets ResourceNotFoundException",
     )
     svc.add_argument(
+        "--dataset-arn",
+        action="append",
+        metavar="ARN",
+        dest="dataset_arns",
+        help="a dataset ARN that exists (repeatable; PutItems, PutUsers, PutActions); when given, any other "
+        "gets ResourceNotFoundException",
+    )
+    svc.add_argument(
         "--reject-item-id",
         action="append",
         metavar="ITEM",
@@ -140,6 +148,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         spike_ms=args.spike_ms,
         quota_rps=args.quota_rps,
         tracking_ids=None if args.tracking_ids is None else frozenset(args.tracking_ids),
+        dataset_arns=None if args.dataset_arns is None else frozenset(args.dataset_arns),
         reject_item_ids=frozenset(args.reject_item_ids),
     )
 
@@ -173,7 +182,12 @@ async def _main(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         with contextlib.suppress(OSError):  # a closed stderr must not turn a clean stop into a failure
+            stats = {
+                name: s.as_operation_json() for name, s in emulator.operation_stats.items() if s.requests
+            }
             print(f"emulator stopped: {orjson.dumps(emulator.stats.as_json()).decode()}", file=sys.stderr)
+            if set(stats) - {"PutEvents"}:
+                print(f"emulator operations: {orjson.dumps(stats).decode()}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,13 +86,23 @@ class RunningEmulator:
         result: dict[str, Any] = response.json()
         return result
 
-    def calls(self) -> list[dict[str, Any]]:
-        """Every recorded call; lines are split on "\\n" only, as a JSON string may hold U+2028."""
+    def calls(self, operation: str = "PutEvents") -> list[dict[str, Any]]:
+        """Every recorded call of ``operation``, without the record's ``operation`` field; lines are split
+        on "\\n" only, as a JSON string may hold U+2028."""
+        return [body for name, body in self.recorded() if name == operation]
+
+    def recorded(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every recorded call, in order, as (operation, body)."""
         if not self.record.exists():
             return []
         lines = self.record.read_bytes().split(b"\n")
         assert lines[-1] == b"", "the last record line must be complete"
-        return [json.loads(line) for line in lines[:-1]]
+        out = []
+        for line in lines[:-1]:
+            body = json.loads(line)
+            assert next(iter(body)) == "operation", "the operation comes first"
+            out.append((body.pop("operation"), body))
+        return out
 
     def post_events(self, body: bytes, *, service: str | None = "personalize") -> Response:
         """POST ``body`` to ``/events``, SigV4-signed for ``service`` (unsigned when ``None``)."""
