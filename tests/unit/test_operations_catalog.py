@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from forwarder.personalize.catalog import CatalogRecord
+from forwarder.personalize.errors import Outage, classify_response
 from forwarder.personalize.operations import OPERATIONS, PUT_EVENTS, Operation, operation
 from forwarder.personalize.put_action_interactions import PUT_ACTION_INTERACTIONS, ActionInteractionRecord
 from forwarder.personalize.put_actions import PUT_ACTIONS
@@ -71,3 +72,13 @@ def test_the_registry_finds_every_operation_by_its_route_name() -> None:
     )
     with pytest.raises(ValueError, match="unknown operation 'deletes'"):
         operation("deletes")
+
+
+def test_a_dataset_in_use_is_an_outage_not_bad_input() -> None:
+    # PutItems, PutUsers, PutActions and PutActionInteractions answer 409 ResourceInUseException while
+    # their dataset is busy: not the records' fault, so nothing may be dead-lettered for it.
+    error = classify_response(
+        409, "ResourceInUseException", b'{"message":"The specified resource is in use."}'
+    )
+    assert type(error) is Outage
+    assert error.code == "ResourceInUseException"
