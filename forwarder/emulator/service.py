@@ -21,7 +21,8 @@ It serves the five write operations of ``personalize-events`` (:data:`SERVED`: `
    whose message starts with the field path;
 8. the target must exist: ``tracking_ids`` (when not ``None``) must hold the ``trackingId`` (PutEvents,
    PutActionInteractions), ``dataset_arns`` (when not ``None``) the ``datasetArn`` (PutItems, PutUsers,
-   PutActions), else 404 ``ResourceNotFoundException``;
+   PutActions), else 404 ``ResourceNotFoundException``; a datasetArn in ``datasets_in_use`` gets 409
+   ``ResourceInUseException``;
 9. ``quota_rps`` (when > 0): a token bucket per operation and target (``quota_rps`` calls per second,
    bursts up to ``quota_rps`` calls); past it, 400 ``ThrottlingException``;
 10. success: the body, with ``"operation": "<Name>"`` put first, is appended to the record file as one
@@ -57,7 +58,7 @@ SIGNING_NAME: Final = "personalize"
 _AUTH_SCHEME: Final = "AWS4-HMAC-SHA256 "
 _RATE_FIELDS: Final = ("throttle_rate", "error_rate", "drop_rate", "spike_rate")
 _NON_NEGATIVE_FIELDS: Final = ("latency_ms", "latency_jitter_ms", "spike_ms", "quota_rps")
-_ID_SET_FIELDS: Final = ("tracking_ids", "dataset_arns", "reject_item_ids")
+_ID_SET_FIELDS: Final = ("tracking_ids", "dataset_arns", "reject_item_ids", "datasets_in_use")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,8 @@ class Faults:
     Rates are probabilities in ``[0, 1]``; durations are milliseconds; ``quota_rps`` 0 means no quota;
     ``tracking_ids`` ``None`` means any tracking id exists, ``dataset_arns`` ``None`` any dataset ARN;
     ``reject_item_ids`` lists item ids whose presence in a call (an event's or an item's ``itemId``) makes
-    the service reject the whole call.
+    the service reject the whole call; ``datasets_in_use`` lists dataset ARNs that answer 409
+    ``ResourceInUseException`` (a busy dataset).
     """
 
     throttle_rate: float = 0.0
@@ -128,6 +130,7 @@ class Faults:
     tracking_ids: frozenset[str] | None = None
     reject_item_ids: frozenset[str] = frozenset()
     dataset_arns: frozenset[str] | None = None
+    datasets_in_use: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -141,6 +144,7 @@ class Faults:
         if self.dataset_arns is not None:
             _id_set("dataset_arns", self.dataset_arns)
         _id_set("reject_item_ids", self.reject_item_ids)
+        _id_set("datasets_in_use", self.datasets_in_use)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -171,6 +175,8 @@ class Faults:
         kwargs["dataset_arns"] = None if dataset_arns is None else _id_set("dataset_arns", dataset_arns)
         reject = current["reject_item_ids"]
         kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
+        in_use = current["datasets_in_use"]
+        kwargs["datasets_in_use"] = frozenset() if in_use is None else _id_set("datasets_in_use", in_use)
         return Faults(**kwargs)
 
     def as_json(self) -> dict[str, object]:
@@ -187,11 +193,13 @@ class Stats:
     """Counters of one operation's calls (``POST /events``, ``/items``...).
 
     ``requests`` counts every call; each answered or dropped call also lands in exactly one of
-    ``accepted_calls``, ``invalid``, ``throttled``, ``errors``, ``dropped``, ``not_found``,
+    ``accepted_calls``, ``invalid``, ``throttled``, ``errors``, ``dropped``, ``not_found``, ``in_use``,
     ``access_denied`` and ``unauthenticated``. ``accepted_events`` counts the records of accepted
-    calls (events, items, users, actions, action interactions), ``quota_throttled`` the part of ``throttled`` due to ``quota_rps``. A call still waiting
-    out its injected latency, or cut by a shutdown, is in ``requests`` only. Requests refused at the
-    HTTP level (malformed, or a body over 1 MiB: 413) are in none.
+    calls (events, items, users, actions, action interactions), ``quota_throttled`` the part of
+    ``throttled`` due to ``quota_rps``. A call still waiting out its injected latency, or cut by a
+    shutdown, is in ``requests`` only. Requests refused at the HTTP level (malformed, or a body over
+    1 MiB: 413) are in none. ``in_use`` (only datasets answer it) is in the per-operation view only, so
+    PutEvents' top-level counters keep their fields.
     """
 
     __slots__ = (
@@ -200,6 +208,7 @@ class Stats:
         "access_denied",
         "dropped",
         "errors",
+        "in_use",
         "invalid",
         "not_found",
         "quota_throttled",
@@ -221,16 +230,18 @@ class Stats:
     errors: int
     dropped: int
     not_found: int
+    in_use: int
     access_denied: int
     unauthenticated: int
 
     def as_json(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        """PutEvents' counters as ``GET /_emulator/stats`` has always shown them at its top level."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "in_use"}
 
     def as_operation_json(self) -> dict[str, int]:
         """The counters as the per-operation section shows them: ``accepted_records`` for
         ``accepted_events``, a name that fits every operation."""
-        out = self.as_json()
+        out = {name: getattr(self, name) for name in self.__slots__}
         out["accepted_records"] = out.pop("accepted_events")
         return out
 
@@ -486,6 +497,9 @@ class Emulator:
         if known is not None and target not in known:
             stats.not_found += 1
             return _error(404, "ResourceNotFoundException", f"{what} {target} not found")
+        if served.target == "datasetArn" and target in faults.datasets_in_use:
+            stats.in_use += 1
+            return _error(409, "ResourceInUseException", "The specified resource is in use.")
         if faults.quota_rps and not self._take_token((served.name, target), faults.quota_rps):
             stats.throttled += 1
             stats.quota_throttled += 1

@@ -129,3 +129,7 @@ def test_errors_are_the_same_kinds_for_every_operation(transport: str) -> None:
     error = _call(unknown, transport, operation("users"), key, _records("users", 1)[1])
     assert isinstance(error, Outage)
     assert error.code == "ResourceNotFoundException"
+    busy = Emulator(Faults(datasets_in_use=frozenset({ARN})))
+    error = _call(busy, transport, operation("actions"), key, _records("actions", 1)[1])
+    assert isinstance(error, Outage)
+    assert (error.code, error.status) == ("ResourceInUseException", 409)

@@ -142,7 +142,10 @@ def test_dataset_allow_list_faults_record_and_stats(emulators: Start) -> None:
     emulator.set_faults(throttle_rate=0, access_denied=True)
     with pytest.raises(botocore.exceptions.ClientError, match="personalize:PutActions"):
         client.put_actions(datasetArn=ARN, actions=[{"actionId": "a-1"}])
-    emulator.set_faults(access_denied=False)
+    emulator.set_faults(access_denied=False, datasets_in_use=[ARN])
+    with pytest.raises(client.exceptions.ResourceInUseException, match="in use"):
+        client.put_actions(datasetArn=ARN, actions=[{"actionId": "a-1"}])
+    emulator.set_faults(datasets_in_use=[])
     client.put_actions(datasetArn=ARN, actions=[{"actionId": "a-1", "properties": '{"value": 100}'}])
 
     assert [name for name, _ in emulator.recorded()] == [
@@ -158,6 +161,7 @@ def test_dataset_allow_list_faults_record_and_stats(emulators: Start) -> None:
     assert interactions == {"trackingId": "trk", "actionInteractions": [INTERACTION]}
     stats = emulator.stats()
     assert stats["requests"] == 0, "the top level is PutEvents'"
+    assert "in_use" not in stats, "the top level keeps PutEvents' fields"
     sections = stats["operations"]
     users = sections["PutUsers"]
     assert (users["requests"], users["accepted_calls"], users["accepted_records"], users["not_found"]) == (
@@ -167,16 +171,7 @@ def test_dataset_allow_list_faults_record_and_stats(emulators: Start) -> None:
         1,
     )
     actions = sections["PutActions"]
-    assert (
-        actions["requests"],
-        actions["throttled"],
-        actions["access_denied"],
-        actions["accepted_calls"],
-    ) == (
-        3,
-        1,
-        1,
-        1,
-    )
+    outcomes = ("requests", "throttled", "access_denied", "in_use", "accepted_calls")
+    assert [actions[name] for name in outcomes] == [4, 1, 1, 1, 1]
     assert sections["PutActionInteractions"]["not_found"] == 1
     assert emulator.get("/_emulator/faults").json()["dataset_arns"] == [ARN]

@@ -417,6 +417,7 @@ def test_runtime_faults_and_stats(emulators: Start) -> None:
     sections = stats.pop("operations")
     events = dict(sections.pop("PutEvents"))
     events["accepted_events"] = events.pop("accepted_records")
+    assert events.pop("in_use") == 0, "a counter of datasets only"
     assert events == stats, "PutEvents' section repeats the top level"
     assert all(section["requests"] == 0 for section in sections.values())
     assert stats == {
