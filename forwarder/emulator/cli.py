@@ -30,6 +30,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _operation_quota(text: str) -> tuple[str, float]:
+    name, sep, rps = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"must be OPERATION=N (e.g. PutItems=10), got {text!r}")
+    return name, _non_negative(rps)
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -90,7 +97,17 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative,
         default=0.0,
         metavar="N",
-        help="per trackingId, at most N calls/s (token bucket, bursts up to N); 0 = no quota (default)",
+        help="per operation and trackingId or datasetArn, at most N calls/s (token bucket, bursts up to N); "
+        "0 = no quota (default)",
+    )
+    svc.add_argument(
+        "--operation-quota-rps",
+        action="append",
+        type=_operation_quota,
+        default=[],
+        metavar="OPERATION=N",
+        dest="operation_quota_rps",
+        help="repeatable; this operation's own quota in place of --quota-rps (e.g. PutItems=10)",
     )
 
 
@@ -147,6 +164,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         spike_rate=args.spike_rate,
         spike_ms=args.spike_ms,
         quota_rps=args.quota_rps,
+        operation_quota_rps=tuple(args.operation_quota_rps),
         tracking_ids=None if args.tracking_ids is None else frozenset(args.tracking_ids),
         dataset_arns=None if args.dataset_arns is None else frozenset(args.dataset_arns),
         reject_item_ids=frozenset(args.reject_item_ids),

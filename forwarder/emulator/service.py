@@ -23,8 +23,9 @@ It serves the five write operations of ``personalize-events`` (:data:`SERVED`: `
    PutActionInteractions), ``dataset_arns`` (when not ``None``) the ``datasetArn`` (PutItems, PutUsers,
    PutActions), else 404 ``ResourceNotFoundException``; a datasetArn in ``datasets_in_use`` gets 409
    ``ResourceInUseException``;
-9. ``quota_rps`` (when > 0): a token bucket per operation and target (``quota_rps`` calls per second,
-   bursts up to ``quota_rps`` calls); past it, 400 ``ThrottlingException``;
+9. the quota (``quota_rps``, or the operation's own in ``operation_quota_rps``; when > 0): a token bucket
+   per operation and target (that many calls per second, bursts up to as many calls); past it, 400
+   ``ThrottlingException``;
 10. success: the body, with ``"operation": "<Name>"`` put first, is appended to the record file as one
     line and flushed, then 200 ``{}``.
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, BinaryIO, Final, NamedTuple
 
@@ -101,6 +102,22 @@ def _number(name: str, value: object, *, maximum: float = math.inf) -> float:
     return float(value)
 
 
+def _operation_quotas(name: str, value: object) -> tuple[tuple[str, float], ...]:
+    """``{"PutItems": 10, ...}`` (or its pairs) as sorted pairs; names must be served operations."""
+    pairs = value.items() if isinstance(value, Mapping) else value
+    if not isinstance(pairs, Iterable) or isinstance(pairs, str):
+        raise InvalidSettingError(f"{name}: must be an object of operation names to calls/s, got {value!r}")
+    known = {served.name for served in SERVED.values()}
+    out = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or pair[0] not in known:
+            raise InvalidSettingError(
+                f"{name}: {pair!r} is not (operation, calls/s); operations: {sorted(known)}"
+            )
+        out[pair[0]] = _number(f"{name}.{pair[0]}", pair[1])
+    return tuple(sorted(out.items()))
+
+
 def _id_set(name: str, value: object) -> frozenset[str]:
     if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(v, str) for v in value):
         raise InvalidSettingError(f"{name}: must be a list of strings, got {value!r}")
@@ -112,6 +129,8 @@ class Faults:
     """Fault settings. Immutable: a change replaces the whole object, so one request sees one set.
 
     Rates are probabilities in ``[0, 1]``; durations are milliseconds; ``quota_rps`` 0 means no quota;
+    ``operation_quota_rps`` (operation name -> calls/s; pairs here, an object in JSON) replaces
+    ``quota_rps`` for the operations it names (0: none for that one), as the service's rates differ;
     ``tracking_ids`` ``None`` means any tracking id exists, ``dataset_arns`` ``None`` any dataset ARN;
     ``reject_item_ids`` lists item ids whose presence in a call (an event's or an item's ``itemId``) makes
     the service reject the whole call; ``datasets_in_use`` lists dataset ARNs that answer 409
@@ -131,6 +150,7 @@ class Faults:
     reject_item_ids: frozenset[str] = frozenset()
     dataset_arns: frozenset[str] | None = None
     datasets_in_use: frozenset[str] = frozenset()
+    operation_quota_rps: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -145,6 +165,14 @@ class Faults:
             _id_set("dataset_arns", self.dataset_arns)
         _id_set("reject_item_ids", self.reject_item_ids)
         _id_set("datasets_in_use", self.datasets_in_use)
+        _operation_quotas("operation_quota_rps", self.operation_quota_rps)
+
+    def quota_for(self, operation: str) -> float:
+        """The calls/s quota of ``operation`` (0: none)."""
+        for name, rps in self.operation_quota_rps:
+            if name == operation:
+                return rps
+        return self.quota_rps
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -177,11 +205,14 @@ class Faults:
         kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
         in_use = current["datasets_in_use"]
         kwargs["datasets_in_use"] = frozenset() if in_use is None else _id_set("datasets_in_use", in_use)
+        quotas = current["operation_quota_rps"]
+        kwargs["operation_quota_rps"] = _operation_quotas("operation_quota_rps", quotas or {})
         return Faults(**kwargs)
 
     def as_json(self) -> dict[str, object]:
         """The settings as a JSON object; id sets become sorted lists."""
         out: dict[str, object] = {name: getattr(self, name) for name in self.field_names()}
+        out["operation_quota_rps"] = dict(self.operation_quota_rps)
         for name in _ID_SET_FIELDS:
             value = out[name]
             if isinstance(value, frozenset):
@@ -406,7 +437,10 @@ class Emulator:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        if faults.quota_rps != self._faults.quota_rps:
+        if (faults.quota_rps, faults.operation_quota_rps) != (
+            self._faults.quota_rps,
+            self._faults.operation_quota_rps,
+        ):
             self._buckets.clear()  # a new quota starts with full buckets
         self._faults = faults
 
@@ -500,7 +534,8 @@ class Emulator:
         if served.target == "datasetArn" and target in faults.datasets_in_use:
             stats.in_use += 1
             return _error(409, "ResourceInUseException", "The specified resource is in use.")
-        if faults.quota_rps and not self._take_token((served.name, target), faults.quota_rps):
+        quota = faults.quota_for(served.name)
+        if quota and not self._take_token((served.name, target), quota):
             stats.throttled += 1
             stats.quota_throttled += 1
             return _THROTTLED

@@ -175,3 +175,21 @@ def test_dataset_allow_list_faults_record_and_stats(emulators: Start) -> None:
     assert [actions[name] for name in outcomes] == [4, 1, 1, 1, 1]
     assert sections["PutActionInteractions"]["not_found"] == 1
     assert emulator.get("/_emulator/faults").json()["dataset_arns"] == [ARN]
+
+
+def test_an_operation_quota_from_the_command_line_throttles_that_operation_only(emulators: Start) -> None:
+    emulator = emulators("--operation-quota-rps", "PutItems=1")
+    client = emulator.client
+    client.put_items(datasetArn=ARN, items=[{"itemId": "i-1"}])
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        client.put_items(datasetArn=ARN, items=[{"itemId": "i-1"}])
+    assert info.value.response["Error"]["Code"] == "ThrottlingException"
+    for _ in range(3):
+        client.put_users(datasetArn=ARN, users=[{"userId": "u-1"}])
+    assert emulator.get("/_emulator/faults").json()["operation_quota_rps"] == {"PutItems": 1.0}
+    assert emulator.stats()["operations"]["PutItems"]["quota_throttled"] == 1
+
+
+def test_a_bad_operation_quota_is_a_usage_error(emulators: Start) -> None:
+    with pytest.raises(AssertionError, match="emulator did not start"):
+        emulators("--operation-quota-rps", "PutDeletes=1")

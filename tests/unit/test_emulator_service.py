@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 
 import orjson
+import pytest
 
-from forwarder.emulator.service import SERVED, Emulator, Faults, Reply
+from forwarder.emulator.service import SERVED, Emulator, Faults, InvalidSettingError, Reply
 
 AUTH = (
     "AWS4-HMAC-SHA256 Credential=AKID/20261201/eu-west-1/personalize/aws4_request, "
@@ -125,3 +126,25 @@ def test_dataset_allow_list_quota_per_operation_and_target_and_rejected_items() 
     assert _reply(emulator.finish_call(user_body, AUTH, users)) == (200, None), "a bucket per operation"
     assert _reply(emulator.finish_call(BODY, AUTH)) == (200, None), "tracking ids are not dataset ARNs"
     assert emulator.operation_stats["PutItems"].as_operation_json()["quota_throttled"] == 1
+
+
+def test_an_operation_quota_replaces_the_common_one_for_that_operation_only() -> None:
+    now = [0.0]
+    emulator = Emulator(clock=lambda: now[0])
+    settings = emulator.apply_faults({"operation_quota_rps": {"PutItems": 1}})
+    assert settings.as_json()["operation_quota_rps"] == {"PutItems": 1.0}
+    items = SERVED["/items"]
+    assert _reply(emulator.finish_call(ITEMS, AUTH, items)) == (200, None)
+    assert _reply(emulator.finish_call(ITEMS, AUTH, items)) == (400, "ThrottlingException")
+    for _ in range(5):
+        assert _reply(emulator.finish_call(BODY, AUTH)) == (200, None), "events have no quota"
+    now[0] += 1.0
+    assert _reply(emulator.finish_call(ITEMS, AUTH, items)) == (200, None)
+    emulator.apply_faults({"quota_rps": 1, "operation_quota_rps": {"PutEvents": 0}})
+    for _ in range(3):
+        assert _reply(emulator.finish_call(BODY, AUTH)) == (200, None), "0: none for that operation"
+    assert _reply(emulator.finish_call(ITEMS, AUTH, items)) == (200, None)
+    assert _reply(emulator.finish_call(ITEMS, AUTH, items)) == (400, "ThrottlingException"), "the common one"
+    for bad in ({"PutDeletes": 1}, {"PutItems": -1}, [1, 2]):
+        with pytest.raises(InvalidSettingError, match=r"^operation_quota_rps"):
+            emulator.apply_faults({"operation_quota_rps": bad})
