@@ -66,17 +66,17 @@ _WORD_BREAK: Final = re.compile(r"[_\-\s]+")
 
 
 def camel_case(name: str) -> str:
-    """``number_of_ratings``, ``NUMBER_OF_RATINGS``, ``number-of-ratings`` -> ``numberOfRatings``; a name
-    without separators keeps its case but for its first letter (``genreL1`` stays, ``Genre`` -> ``genre``),
-    unless it is all capitals (``PRICE`` -> ``price``)."""
+    """``number_of_ratings``, ``NUMBER_OF_RATINGS``, ``number-of-ratings`` -> ``numberOfRatings``.
+
+    A word in capitals is one word (``PRICE`` -> ``price``, ``price_EUR`` -> ``priceEur``); any other
+    keeps its inner capitals (``genreL1`` stays, ``itemName_v2`` -> ``itemNameV2``, ``Genre`` -> ``genre``).
+    """
     parts = [part for part in _WORD_BREAK.split(name) if part]
     if not parts:
         return name
-    if len(parts) == 1:
-        word = parts[0]
-        return word.lower() if word.isupper() else word[:1].lower() + word[1:]
-    head, *rest = parts
-    return head.lower() + "".join(part[:1].upper() + part[1:].lower() for part in rest)
+    words = [part.lower() if part.isupper() else part for part in parts]
+    head, *rest = words
+    return head[:1].lower() + head[1:] + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 def getter(path: str) -> Callable[[Mapping[str, Any]], Any]:

@@ -39,6 +39,8 @@ def _problem(result: object) -> Problem:
         ("Genre", "genre"),
         ("PRICE", "price"),
         ("price", "price"),
+        ("itemName_v2", "itemNameV2"),
+        ("price_EUR", "priceEur"),
     ],
 )
 def test_camel_case(name: str, expected: str) -> None:
