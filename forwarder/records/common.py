@@ -166,8 +166,28 @@ class PropertiesBuilder:
         return _encode(properties) if properties else None
 
 
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+
+def parse_value(raw: bytes | None) -> Any:
+    """A Kafka message's value parsed as JSON for a decoder's ``decode``: ``None`` stays ``None`` (a
+    tombstone, which the decoder answers with :data:`UNSUPPORTED`); bytes that are not UTF-8 JSON become
+    a :class:`Problem` with reason :data:`DECODE`, which a decoder's ``decode`` returns as it is."""
+    if raw is None:
+        return None
+    if raw[:3] == _UTF8_BOM:
+        raw = raw[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        kind = "NotUtf8" if "UTF-8" in str(exc) else "NotJson"
+        return Problem(DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
+
+
 def as_object(value: Any) -> Mapping[str, Any] | Problem:
     """The message's parsed value as an object, or the :class:`Problem` it is (a tombstone, not an object)."""
+    if isinstance(value, Problem):
+        return value
     if value is None:
         return Problem(
             UNSUPPORTED,

@@ -14,7 +14,15 @@ from forwarder.personalize.put_action_interactions import ActionInteractionRecor
 from forwarder.records.action_interactions import ActionInteractionDecoder, ActionInteractionMapping
 from forwarder.records.actions import ActionDecoder
 from forwarder.records.catalog import CatalogDecoder, CatalogMapping
-from forwarder.records.common import DECODE, UNSUPPORTED, VALIDATE, Problem, PropertiesMapping, camel_case
+from forwarder.records.common import (
+    DECODE,
+    UNSUPPORTED,
+    VALIDATE,
+    Problem,
+    PropertiesMapping,
+    camel_case,
+    parse_value,
+)
 from forwarder.records.items import ItemDecoder
 from forwarder.records.users import UserDecoder
 
@@ -250,3 +258,22 @@ def test_action_interaction_limits_at_the_edge_are_accepted() -> None:
 
 def test_action_interaction_tombstone_is_unsupported() -> None:
     assert _problem(ActionInteractionDecoder().decode(None)).reason == UNSUPPORTED
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "error_class"),
+    [
+        (None, UNSUPPORTED, "Tombstone"),
+        (b"\xff\xfe", DECODE, "NotUtf8"),
+        (b"{not json", DECODE, "NotJson"),
+        (b"[1, 2]", DECODE, "NotAnObject"),
+    ],
+)
+def test_raw_values_that_are_no_record(raw: bytes | None, reason: str, error_class: str) -> None:
+    for decoder in (ItemDecoder(), ActionInteractionDecoder()):
+        problem = _problem(decoder.decode(parse_value(raw)))
+        assert (problem.reason, problem.error_class) == (reason, error_class)
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    assert _record(UserDecoder().decode(parse_value(b'\xef\xbb\xbf{"userId": "u"}'))).wire == {"userId": "u"}
