@@ -1,9 +1,14 @@
-"""Sample interaction events: realistic sessions for demos, local runs and the compose file.
+"""Sample records: realistic sessions for demos, local runs and the compose file.
 
 ``forwarder sample`` creates the topics if they do not exist, then produces events over many users and
 sessions (as JSON, or with ``--format avro|protobuf|json_schema`` as records of the sample schemas, their
 schema registered in the registry), with explicit impression lists and recommendationIds, keyed by session id so that a
 session's events share a partition and keep their order.
+
+With ``--operation items|users|actions|action_interactions`` it produces what those routes read instead:
+catalogue records (items, users, actions) keyed by their id, with snake_case metadata fields as a
+producer's own schema would have them (the decoders write them camelCase), some ids updated more than
+once so per-id order matters; or action interactions over sessions, keyed by session id.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 EVENT_TYPES = ("view", "click", "add-to-cart", "purchase")
+OPERATIONS = ("events", "items", "users", "actions", "action_interactions")
+ACTION_EVENT_TYPES = ("Viewed", "Taken", "Not Taken")
 
 
 def sample_events(
@@ -51,6 +58,93 @@ def sample_events(
         if event["eventType"] == "purchase":
             event["eventValue"] = round(rng.uniform(5, 200), 2)
         yield event
+
+
+def sample_items(count: int, seed: int = 42, start: float | None = None) -> Iterator[dict[str, Any]]:
+    """``count`` item updates over ``max(1, count * 4 // 5)`` items: a fifth are later updates of an item."""
+    rng = random.Random(seed)
+    now = time.time() if start is None else start
+    distinct = max(1, count * 4 // 5)
+    for i in range(count):
+        n = i if i < distinct else rng.randrange(distinct)
+        yield {
+            "itemId": f"item-{n:04d}",
+            "category_l1": rng.choice(("shoes", "shirts", "books", "games")),
+            "genres": rng.sample(("Horror", "Action", "Comedy", "Drama", "Kids"), rng.randint(1, 3)),
+            "price": round(rng.uniform(2, 300), 2),
+            "in_stock": rng.random() < 0.9,
+            "creation_timestamp": int(now) - rng.randrange(86400 * 365),
+            "description": f"Sample item {n}, revision {i}",
+        }
+
+
+def sample_users(count: int, seed: int = 42) -> Iterator[dict[str, Any]]:
+    """``count`` user profile updates over ``max(1, count * 4 // 5)`` users."""
+    rng = random.Random(seed)
+    distinct = max(1, count * 4 // 5)
+    for i in range(count):
+        n = i if i < distinct else rng.randrange(distinct)
+        yield {
+            "userId": f"user-{n:05d}",
+            "membership_level": rng.choice(("free", "silver", "gold")),
+            "age_band": rng.choice(("18-24", "25-34", "35-44", "45-64", "65+")),
+            "country": rng.choice(("FR", "DE", "US", "JP", "BR")),
+        }
+
+
+def sample_actions(count: int, seed: int = 42, start: float | None = None) -> Iterator[dict[str, Any]]:
+    """``count`` action updates over ``max(1, count * 4 // 5)`` actions (Next-Best-Action offers)."""
+    rng = random.Random(seed)
+    now = time.time() if start is None else start
+    distinct = max(1, count * 4 // 5)
+    for i in range(count):
+        n = i if i < distinct else rng.randrange(distinct)
+        yield {
+            "actionId": f"action-{n:03d}",
+            "category": rng.choice(("membership", "app", "newsletter", "loyalty")),
+            "value": rng.choice((10, 50, 100, 500)),
+            "repeat_frequency": rng.choice((1, 7, 30)),
+            "action_expiration_timestamp": int(now) + 86400 * rng.randint(7, 90),
+        }
+
+
+def sample_action_interactions(
+    count: int, sessions: int, seed: int = 42, start: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """``count`` action interactions over ``sessions`` sessions and 50 actions; some with an impression
+    list and a recommendationId (the actions a recommendation showed)."""
+    rng = random.Random(seed)
+    now = time.time() if start is None else start
+    for i in range(count):
+        s = rng.randrange(sessions)
+        record: dict[str, Any] = {
+            "actionId": f"action-{rng.randrange(50):03d}",
+            "sessionId": f"session-{s:05d}",
+            "userId": f"user-{s:05d}",
+            "eventType": rng.choices(ACTION_EVENT_TYPES, weights=(70, 20, 10))[0],
+            "timestamp": round(now + i * 0.01, 3),
+        }
+        if rng.random() < 0.3:
+            record["recommendationId"] = f"RID-{rng.getrandbits(48):012x}"
+            record["impression"] = [f"action-{rng.randrange(50):03d}" for _ in range(rng.randint(2, 5))]
+        yield record
+
+
+def sample_records(
+    operation: str, count: int, sessions: int, seed: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(Kafka key, value) of ``count`` sample records for the route ``operation`` (one of :data:`OPERATIONS`)."""
+    if operation == "events":
+        return ((ev["sessionId"], ev) for ev in sample_events(count, sessions, seed))
+    if operation == "items":
+        return ((r["itemId"], r) for r in sample_items(count, seed))
+    if operation == "users":
+        return ((r["userId"], r) for r in sample_users(count, seed))
+    if operation == "actions":
+        return ((r["actionId"], r) for r in sample_actions(count, seed))
+    if operation == "action_interactions":
+        return ((r["sessionId"], r) for r in sample_action_interactions(count, sessions, seed))
+    raise ValueError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30) -> None:
@@ -117,8 +211,10 @@ def produce_samples(
     sessions: int,
     seed: int,
     encode: Callable[[dict[str, Any]], bytes] = orjson.dumps,
+    operation: str = "events",
 ) -> int:
-    """Produce the sample events (``encode`` makes each value); return how many the broker acknowledged."""
+    """Produce the sample records of ``operation`` (``encode`` makes each value); return how many the
+    broker acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     acked = 0
 
@@ -127,12 +223,10 @@ def produce_samples(
         if err is None:
             acked += 1
 
-    for event in sample_events(count, sessions, seed):
+    for key, value in sample_records(operation, count, sessions, seed):
         while True:
             try:
-                producer.produce(
-                    topic, key=event["sessionId"].encode(), value=encode(event), on_delivery=delivered
-                )
+                producer.produce(topic, key=key.encode(), value=encode(value), on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -144,10 +238,18 @@ def produce_samples(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``forwarder sample``."""
     parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
-    parser.add_argument("--topic", default="interactions")
+    parser.add_argument(
+        "--operation",
+        choices=OPERATIONS,
+        default="events",
+        help="what to produce: what a route of this operation reads (default: %(default)s)",
+    )
+    parser.add_argument("--topic", help="default: interactions for events, else the operation's name")
     parser.add_argument("--partitions", type=int, default=4, help="when the topic is created (default: 4)")
     parser.add_argument("--dead-letter-topic", help="also create this topic if missing")
-    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument(
+        "--events", "--records", type=int, default=1000, dest="events", help="how many records"
+    )
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -165,16 +267,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Create the topics and produce; exit 1 if not every event was acknowledged."""
-    topics = {args.topic: args.partitions}
+    topic = args.topic or ("interactions" if args.operation == "events" else args.operation)
+    topics = {topic: args.partitions}
     if args.dead_letter_topic:
         topics[args.dead_letter_topic] = 1
+    if args.format != "json" and args.operation != "events":
+        print(
+            "forwarder sample: --format applies to events only; use json for other operations",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        encode = record_encoder(args.format, args.schema_registry_url, args.topic)
+        encode = record_encoder(args.format, args.schema_registry_url, topic)
     except ValueError as exc:
         print(f"forwarder sample: {exc}", file=sys.stderr)
         return 2
     ensure_topics(args.bootstrap_servers, topics)
-    acked = produce_samples(args.bootstrap_servers, args.topic, args.events, args.sessions, args.seed, encode)
+    acked = produce_samples(
+        args.bootstrap_servers, topic, args.events, args.sessions, args.seed, encode, args.operation
+    )
     kind = "" if args.format == "json" else f" {args.format}"
-    print(f"produced {acked}{kind} sample events over {args.sessions} sessions to {args.topic}")
+    what = "events" if args.operation == "events" else f"{args.operation} records"
+    print(f"produced {acked}{kind} sample {what} over {args.sessions} sessions to {topic}")
     return 0 if acked == args.events else 1

@@ -30,6 +30,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _operation_quota(text: str) -> tuple[str, float]:
+    name, sep, rps = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"must be OPERATION=N (e.g. PutItems=10), got {text!r}")
+    return name, _non_negative(rps)
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -70,6 +77,14 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         help="a tracking id that exists (repeatable); when given, any other gets ResourceNotFoundException",
     )
     svc.add_argument(
+        "--dataset-arn",
+        action="append",
+        metavar="ARN",
+        dest="dataset_arns",
+        help="a dataset ARN that exists (repeatable; PutItems, PutUsers, PutActions); when given, any other "
+        "gets ResourceNotFoundException",
+    )
+    svc.add_argument(
         "--reject-item-id",
         action="append",
         metavar="ITEM",
@@ -82,7 +97,17 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative,
         default=0.0,
         metavar="N",
-        help="per trackingId, at most N calls/s (token bucket, bursts up to N); 0 = no quota (default)",
+        help="per operation and trackingId or datasetArn, at most N calls/s (token bucket, bursts up to N); "
+        "0 = no quota (default)",
+    )
+    svc.add_argument(
+        "--operation-quota-rps",
+        action="append",
+        type=_operation_quota,
+        default=[],
+        metavar="OPERATION=N",
+        dest="operation_quota_rps",
+        help="repeatable; this operation's own quota in place of --quota-rps (e.g. PutItems=10)",
     )
 
 
@@ -139,7 +164,9 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         spike_rate=args.spike_rate,
         spike_ms=args.spike_ms,
         quota_rps=args.quota_rps,
+        operation_quota_rps=tuple(args.operation_quota_rps),
         tracking_ids=None if args.tracking_ids is None else frozenset(args.tracking_ids),
+        dataset_arns=None if args.dataset_arns is None else frozenset(args.dataset_arns),
         reject_item_ids=frozenset(args.reject_item_ids),
     )
 
@@ -173,7 +200,12 @@ async def _main(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         with contextlib.suppress(OSError):  # a closed stderr must not turn a clean stop into a failure
+            stats = {
+                name: s.as_operation_json() for name, s in emulator.operation_stats.items() if s.requests
+            }
             print(f"emulator stopped: {orjson.dumps(emulator.stats.as_json()).decode()}", file=sys.stderr)
+            if set(stats) - {"PutEvents"}:
+                print(f"emulator operations: {orjson.dumps(stats).decode()}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

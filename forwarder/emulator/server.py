@@ -1,8 +1,9 @@
-"""The PutEvents emulator's wire layer: an asyncio HTTP/1.1 server in front of the service model.
+"""The Personalize emulator's wire layer: an asyncio HTTP/1.1 server in front of the service model.
 
 It reads requests with the project's one HTTP/1.1 parser (:mod:`forwarder.personalize.http`), routes them
 and writes the answers; every decision about a call is the model's (:class:`~forwarder.emulator.service.
-Emulator`). ``POST /events`` is the service; ``GET /_emulator/health``, ``GET /_emulator/stats``,
+Emulator`). ``POST`` to one of the operations' paths (``/events``, ``/items``, ``/users``, ``/actions``,
+``/action-interactions``: :data:`~forwarder.emulator.service.SERVED`) is the service; ``GET /_emulator/health``, ``GET /_emulator/stats``,
 ``POST /_emulator/reset``, ``GET /_emulator/faults`` and ``POST /_emulator/faults`` (a JSON object of
 settings, applied all at once or not at all; answers the new settings) are the control endpoints.
 
@@ -25,7 +26,7 @@ from typing import Final, NamedTuple, cast
 
 import orjson
 
-from forwarder.emulator.service import Emulator, InvalidSettingError
+from forwarder.emulator.service import SERVED, Emulator, InvalidSettingError, Served
 from forwarder.personalize.http import (
     MAX_HEAD_BYTES,
     BodyReader,
@@ -36,7 +37,7 @@ from forwarder.personalize.http import (
 )
 
 MAX_BODY_BYTES: Final = 1024 * 1024
-EVENTS_PATH: Final = "/events"
+EVENTS_PATH: Final = "/events"  # PutEvents'; every served path is in SERVED
 CONTROL_PREFIX: Final = "/_emulator/"
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CONTROL_METHODS: Final = {"health": "GET", "stats": "GET", "faults": "GET, POST", "reset": "POST"}
@@ -189,27 +190,28 @@ class _Connection(asyncio.Protocol):
 
     def _dispatch(self, head: RequestHead, body: bytes) -> None:
         path = head.path
-        if path == EVENTS_PATH:
+        served = SERVED.get(path)
+        if served is not None:
             if head.method != "POST":
                 self._respond_json(405, {"message": "use POST"}, head.keep_alive, extra=b"Allow: POST\r\n")
                 return
-            delay = self._emulator.begin_call()
+            delay = self._emulator.begin_call(served)
             if delay > 0:
                 loop = asyncio.get_running_loop()
-                self._busy = loop.call_later(delay, self._after_delay, head, body)
+                self._busy = loop.call_later(delay, self._after_delay, head, body, served)
                 self._server.pending.add(self)
                 return
-            self._finish_call(head, body)
+            self._finish_call(head, body, served)
         elif path.startswith(CONTROL_PREFIX):
             answer = control(self._emulator, head.method, path[len(CONTROL_PREFIX) :], body)
             self._respond_json(answer.status, answer.document, head.keep_alive, extra=answer.extra)
         else:
             self._respond_json(404, {"message": f"no such path: {path}"}, head.keep_alive)
 
-    def _after_delay(self, head: RequestHead, body: bytes) -> None:
+    def _after_delay(self, head: RequestHead, body: bytes, served: Served) -> None:
         self._busy = None
         self._server.pending.discard(self)
-        self._finish_call(head, body)
+        self._finish_call(head, body, served)
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
@@ -218,8 +220,8 @@ class _Connection(asyncio.Protocol):
         if self._open:
             self._process()
 
-    def _finish_call(self, head: RequestHead, body: bytes) -> None:
-        reply = self._emulator.finish_call(body, head.headers.get("authorization"))
+    def _finish_call(self, head: RequestHead, body: bytes, served: Served) -> None:
+        reply = self._emulator.finish_call(body, head.headers.get("authorization"), served)
         if reply is None:
             self._open = False
             if self._transport is not None:

@@ -1,10 +1,12 @@
-"""The PutEvents emulator's service model: its rules, fault injection, quotas, recording and stats.
+"""The Personalize emulator's service model: its rules, fault injection, quotas, recording and stats.
 
 Pure: no sockets, no event loop. The wire layer (:mod:`forwarder.emulator.server`) parses HTTP and calls
 :meth:`Emulator.begin_call` and :meth:`Emulator.finish_call`; anything else (a test, another front-end)
 can drive the same model directly.
 
-Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client sees), checked in this order:
+It serves the five write operations of ``personalize-events`` (:data:`SERVED`: ``POST /events``,
+``/items``, ``/users``, ``/actions``, ``/action-interactions``). Contract of a call (what a stock boto3
+``personalize-events`` client sees), the same for each operation, checked in this order:
 
 1. the whole body is read, then the injected latency is waited (``latency_ms`` ± ``latency_jitter_ms``,
    plus ``spike_ms`` with probability ``spike_rate``), drawn when the call arrives;
@@ -14,13 +16,18 @@ Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client s
 4. ``access_denied``: 403 ``AccessDeniedException``;
 5. ``error_rate``: 500 ``InternalFailure`` or 503 ``ServiceUnavailable``, half each;
 6. ``throttle_rate``: 400 ``ThrottlingException`` "Rate exceeded";
-7. the body must be JSON that :func:`forwarder.personalize.limits.check_request` accepts and hold no
-   event whose ``itemId`` is in ``reject_item_ids``, else 400 ``InvalidInputException`` whose message
-   starts with the field path;
-8. ``tracking_ids`` (when not ``None``) must hold the ``trackingId``, else 404 ``ResourceNotFoundException``;
-9. ``quota_rps`` (when > 0): a token bucket per ``trackingId`` (``quota_rps`` calls per second, bursts up
-   to ``quota_rps`` calls); past it, 400 ``ThrottlingException``;
-10. success: the body is appended to the record file as one line and flushed, then 200 ``{}``.
+7. the body must be JSON that the operation's check in :mod:`forwarder.personalize.limits` accepts and
+   hold no event or item whose ``itemId`` is in ``reject_item_ids``, else 400 ``InvalidInputException``
+   whose message starts with the field path;
+8. the target must exist: ``tracking_ids`` (when not ``None``) must hold the ``trackingId`` (PutEvents,
+   PutActionInteractions), ``dataset_arns`` (when not ``None``) the ``datasetArn`` (PutItems, PutUsers,
+   PutActions), else 404 ``ResourceNotFoundException``; a datasetArn in ``datasets_in_use`` gets 409
+   ``ResourceInUseException``;
+9. the quota (``quota_rps``, or the operation's own in ``operation_quota_rps``; when > 0): a token bucket
+   per operation and target (that many calls per second, bursts up to as many calls); past it, 400
+   ``ThrottlingException``;
+10. success: the body, with ``"operation": "<Name>"`` put first, is appended to the record file as one
+    line and flushed, then 200 ``{}``.
 
 Steps 2 to 10 use the settings in force when the latency is over. Only calls that reach step 10
 are recorded. Every random decision has its own generator seeded from
@@ -32,20 +39,53 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import orjson
 
-from forwarder.personalize.limits import check_request
+from forwarder.personalize.limits import (
+    ACTION,
+    ITEM,
+    USER,
+    check_action_interactions_request,
+    check_catalog_request,
+    check_request,
+)
 
 SIGNING_NAME: Final = "personalize"
 
 _AUTH_SCHEME: Final = "AWS4-HMAC-SHA256 "
 _RATE_FIELDS: Final = ("throttle_rate", "error_rate", "drop_rate", "spike_rate")
 _NON_NEGATIVE_FIELDS: Final = ("latency_ms", "latency_jitter_ms", "spike_ms", "quota_rps")
-_ID_SET_FIELDS: Final = ("tracking_ids", "reject_item_ids")
+_ID_SET_FIELDS: Final = ("tracking_ids", "dataset_arns", "reject_item_ids", "datasets_in_use")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One operation the emulator serves: its API name, its request check, the field naming its target
+    (``trackingId`` or ``datasetArn``) and the field holding its records."""
+
+    name: str
+    check: Callable[[object], str | None]
+    target: str
+    records: str
+
+
+# REST path -> the operation served there
+SERVED: Final = {
+    "/events": Served("PutEvents", check_request, "trackingId", "eventList"),
+    "/items": Served("PutItems", lambda body: check_catalog_request(ITEM, body), "datasetArn", "items"),
+    "/users": Served("PutUsers", lambda body: check_catalog_request(USER, body), "datasetArn", "users"),
+    "/actions": Served(
+        "PutActions", lambda body: check_catalog_request(ACTION, body), "datasetArn", "actions"
+    ),
+    "/action-interactions": Served(
+        "PutActionInteractions", check_action_interactions_request, "trackingId", "actionInteractions"
+    ),
+}
+EVENTS: Final = SERVED["/events"]
 
 
 class InvalidSettingError(ValueError):
@@ -62,6 +102,22 @@ def _number(name: str, value: object, *, maximum: float = math.inf) -> float:
     return float(value)
 
 
+def _operation_quotas(name: str, value: object) -> tuple[tuple[str, float], ...]:
+    """``{"PutItems": 10, ...}`` (or its pairs) as sorted pairs; names must be served operations."""
+    pairs = value.items() if isinstance(value, Mapping) else value
+    if not isinstance(pairs, Iterable) or isinstance(pairs, str):
+        raise InvalidSettingError(f"{name}: must be an object of operation names to calls/s, got {value!r}")
+    known = {served.name for served in SERVED.values()}
+    out = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or pair[0] not in known:
+            raise InvalidSettingError(
+                f"{name}: {pair!r} is not (operation, calls/s); operations: {sorted(known)}"
+            )
+        out[pair[0]] = _number(f"{name}.{pair[0]}", pair[1])
+    return tuple(sorted(out.items()))
+
+
 def _id_set(name: str, value: object) -> frozenset[str]:
     if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(v, str) for v in value):
         raise InvalidSettingError(f"{name}: must be a list of strings, got {value!r}")
@@ -73,8 +129,12 @@ class Faults:
     """Fault settings. Immutable: a change replaces the whole object, so one request sees one set.
 
     Rates are probabilities in ``[0, 1]``; durations are milliseconds; ``quota_rps`` 0 means no quota;
-    ``tracking_ids`` ``None`` means any tracking id exists; ``reject_item_ids`` lists item ids whose
-    presence in a call makes the service reject the whole call.
+    ``operation_quota_rps`` (operation name -> calls/s; pairs here, an object in JSON) replaces
+    ``quota_rps`` for the operations it names (0: none for that one), as the service's rates differ;
+    ``tracking_ids`` ``None`` means any tracking id exists, ``dataset_arns`` ``None`` any dataset ARN;
+    ``reject_item_ids`` lists item ids whose presence in a call (an event's or an item's ``itemId``) makes
+    the service reject the whole call; ``datasets_in_use`` lists dataset ARNs that answer 409
+    ``ResourceInUseException`` (a busy dataset).
     """
 
     throttle_rate: float = 0.0
@@ -88,6 +148,9 @@ class Faults:
     access_denied: bool = False
     tracking_ids: frozenset[str] | None = None
     reject_item_ids: frozenset[str] = frozenset()
+    dataset_arns: frozenset[str] | None = None
+    datasets_in_use: frozenset[str] = frozenset()
+    operation_quota_rps: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -98,7 +161,18 @@ class Faults:
             raise InvalidSettingError(f"access_denied: must be true or false, got {self.access_denied!r}")
         if self.tracking_ids is not None:
             _id_set("tracking_ids", self.tracking_ids)
+        if self.dataset_arns is not None:
+            _id_set("dataset_arns", self.dataset_arns)
         _id_set("reject_item_ids", self.reject_item_ids)
+        _id_set("datasets_in_use", self.datasets_in_use)
+        _operation_quotas("operation_quota_rps", self.operation_quota_rps)
+
+    def quota_for(self, operation: str) -> float:
+        """The calls/s quota of ``operation`` (0: none)."""
+        for name, rps in self.operation_quota_rps:
+            if name == operation:
+                return rps
+        return self.quota_rps
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -125,13 +199,20 @@ class Faults:
         kwargs["access_denied"] = current["access_denied"]
         tracking_ids = current["tracking_ids"]
         kwargs["tracking_ids"] = None if tracking_ids is None else _id_set("tracking_ids", tracking_ids)
+        dataset_arns = current["dataset_arns"]
+        kwargs["dataset_arns"] = None if dataset_arns is None else _id_set("dataset_arns", dataset_arns)
         reject = current["reject_item_ids"]
         kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
+        in_use = current["datasets_in_use"]
+        kwargs["datasets_in_use"] = frozenset() if in_use is None else _id_set("datasets_in_use", in_use)
+        quotas = current["operation_quota_rps"]
+        kwargs["operation_quota_rps"] = _operation_quotas("operation_quota_rps", quotas or {})
         return Faults(**kwargs)
 
     def as_json(self) -> dict[str, object]:
         """The settings as a JSON object; id sets become sorted lists."""
         out: dict[str, object] = {name: getattr(self, name) for name in self.field_names()}
+        out["operation_quota_rps"] = dict(self.operation_quota_rps)
         for name in _ID_SET_FIELDS:
             value = out[name]
             if isinstance(value, frozenset):
@@ -140,14 +221,16 @@ class Faults:
 
 
 class Stats:
-    """Counters of ``POST /events`` outcomes.
+    """Counters of one operation's calls (``POST /events``, ``/items``...).
 
     ``requests`` counts every call; each answered or dropped call also lands in exactly one of
-    ``accepted_calls``, ``invalid``, ``throttled``, ``errors``, ``dropped``, ``not_found``,
-    ``access_denied`` and ``unauthenticated``. ``accepted_events`` counts the events of accepted
-    calls, ``quota_throttled`` the part of ``throttled`` due to ``quota_rps``. A call still waiting
-    out its injected latency, or cut by a shutdown, is in ``requests`` only. Requests refused at the
-    HTTP level (malformed, or a body over 1 MiB: 413) are in none.
+    ``accepted_calls``, ``invalid``, ``throttled``, ``errors``, ``dropped``, ``not_found``, ``in_use``,
+    ``access_denied`` and ``unauthenticated``. ``accepted_events`` counts the records of accepted
+    calls (events, items, users, actions, action interactions), ``quota_throttled`` the part of
+    ``throttled`` due to ``quota_rps``. A call still waiting out its injected latency, or cut by a
+    shutdown, is in ``requests`` only. Requests refused at the HTTP level (malformed, or a body over
+    1 MiB: 413) are in none. ``in_use`` (only datasets answer it) is in the per-operation view only, so
+    PutEvents' top-level counters keep their fields.
     """
 
     __slots__ = (
@@ -156,6 +239,7 @@ class Stats:
         "access_denied",
         "dropped",
         "errors",
+        "in_use",
         "invalid",
         "not_found",
         "quota_throttled",
@@ -177,11 +261,20 @@ class Stats:
     errors: int
     dropped: int
     not_found: int
+    in_use: int
     access_denied: int
     unauthenticated: int
 
     def as_json(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        """PutEvents' counters as ``GET /_emulator/stats`` has always shown them at its top level."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "in_use"}
+
+    def as_operation_json(self) -> dict[str, int]:
+        """The counters as the per-operation section shows them: ``accepted_records`` for
+        ``accepted_events``, a name that fits every operation."""
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["accepted_records"] = out.pop("accepted_events")
+        return out
 
 
 class DelayHistogram:
@@ -294,13 +387,18 @@ _ACCEPTED: Final = Reply(200, None, b"{}")
 class Emulator:
     """State of one emulated service: fault settings, counters, quota buckets and the record file.
 
-    It knows nothing of HTTP: a front-end calls :meth:`begin_call` when a ``POST /events`` has fully
-    arrived, waits the latency it returns, then calls :meth:`finish_call` for the answer.
+    It knows nothing of HTTP: a front-end calls :meth:`begin_call` when a call to one of the
+    :data:`SERVED` paths has fully arrived, waits the latency it returns, then calls :meth:`finish_call`
+    for the answer.
 
     ``record``, when given, is an open binary file owned by the caller; each accepted call is written
-    to it as one line (the body as received, or re-encoded compactly if it held a line break) and
-    flushed before the answer is sent, so a reader sees a call once the client has its 200.
-    ``seed`` makes the random faults repeatable; ``clock`` (monotonic seconds) drives the quota.
+    to it as one line (the body as received with ``"operation":"<Name>"`` put first, or re-encoded
+    compactly if it held a line break) and flushed before the answer is sent, so a reader sees a call
+    once the client has its 200. ``seed`` makes the random faults repeatable; ``clock`` (monotonic
+    seconds) drives the quota.
+
+    ``stats`` are PutEvents' counters (the top level of ``GET /_emulator/stats``, as before the other
+    operations existed); ``operation_stats`` holds every operation's, PutEvents' being the same object.
     """
 
     def __init__(
@@ -311,12 +409,12 @@ class Emulator:
         record: BinaryIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stats = Stats()
-        self.delays = DelayHistogram()
+        self.operation_stats: dict[str, Stats] = {}
+        self.reset_stats()
         self._faults = faults or Faults()
         self._record = record
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
 
         def rng(name: str) -> random.Random:
             return random.Random(None if seed is None else f"{seed}:{name}")
@@ -328,13 +426,21 @@ class Emulator:
         self._throttle_rng = rng("throttle")
 
     @property
+    def stats(self) -> Stats:
+        """PutEvents' counters."""
+        return self.operation_stats[EVENTS.name]
+
+    @property
     def faults(self) -> Faults:
         """The settings in force; assigning replaces them for every decision made from then on."""
         return self._faults
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        if faults.quota_rps != self._faults.quota_rps:
+        if (faults.quota_rps, faults.operation_quota_rps) != (
+            self._faults.quota_rps,
+            self._faults.operation_quota_rps,
+        ):
             self._buckets.clear()  # a new quota starts with full buckets
         self._faults = faults
 
@@ -345,9 +451,9 @@ class Emulator:
         self.faults = self._faults.changed(changes)
         return self._faults
 
-    def begin_call(self) -> float:
-        """Count one ``POST /events`` and draw its injected latency, in seconds (0 for none)."""
-        self.stats.requests += 1
+    def begin_call(self, served: Served = EVENTS) -> float:
+        """Count one call of ``served`` and draw its injected latency, in seconds (0 for none)."""
+        self.operation_stats[served.name].requests += 1
         faults = self._faults
         delay_ms = faults.latency_ms
         if faults.latency_jitter_ms:
@@ -357,31 +463,32 @@ class Emulator:
             delay_ms += faults.spike_ms
         return delay_ms / 1000.0 if delay_ms > 0 else 0.0
 
-    def finish_call(self, raw: bytes, authorization: str | None) -> Reply | None:
-        """Decide a call whose latency is over: its :class:`Reply`, or ``None`` to drop the connection.
+    def finish_call(self, raw: bytes, authorization: str | None, served: Served = EVENTS) -> Reply | None:
+        """Decide a call of ``served`` whose latency is over: its :class:`Reply`, or ``None`` to drop the
+        connection.
 
         The order of the checks is in this module's docstring. Only accepted calls are recorded.
         """
+        stats = self.operation_stats[served.name]
         if self._faults.drop_rate and self._drop_rng.random() < self._faults.drop_rate:
-            self.stats.dropped += 1
+            stats.dropped += 1
             return None
-        refused = self._refusal(authorization)
+        refused = self._refusal(authorization, served, stats)
         if refused is not None:
             return refused
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            self.stats.invalid += 1
+            stats.invalid += 1
             return _error(400, "InvalidInputException", f"request body: not valid JSON: {exc}")
-        refused = self._check_request(body)
+        refused = self._check_request(body, served, stats)
         if refused is not None:
             return refused
-        self._accept(raw, body)
+        self._accept(raw, body, served, stats)
         return _ACCEPTED
 
-    def _refusal(self, authorization: str | None) -> Reply | None:
+    def _refusal(self, authorization: str | None, served: Served, stats: Stats) -> Reply | None:
         """Steps 3 to 6: what is refused before the body is read (authentication, injected faults)."""
-        stats = self.stats
         faults = self._faults
         auth_problem = check_authorization(authorization)
         if auth_problem is not None:
@@ -390,7 +497,7 @@ class Emulator:
         if faults.access_denied:
             stats.access_denied += 1
             return _error(
-                403, "AccessDeniedException", "User is not authorized to perform: personalize:PutEvents"
+                403, "AccessDeniedException", f"User is not authorized to perform: personalize:{served.name}"
             )
         if faults.error_rate and self._error_rng.random() < faults.error_rate:
             stats.errors += 1
@@ -402,32 +509,39 @@ class Emulator:
             return _THROTTLED
         return None
 
-    def _check_request(self, body: Any) -> Reply | None:
-        """Steps 7 to 9: the limits, the rejected item ids, the tracking id and the quota."""
-        stats = self.stats
+    def _check_request(self, body: Any, served: Served, stats: Stats) -> Reply | None:
+        """Steps 7 to 9: the limits, the rejected item ids, the target and the quota."""
         faults = self._faults
-        problem = check_request(body)
+        problem = served.check(body)
         if problem is not None:
             stats.invalid += 1
             return _error(400, "InvalidInputException", problem)
         if faults.reject_item_ids:
-            for i, event in enumerate(body["eventList"]):
-                item_id = event.get("itemId")
+            for i, record in enumerate(body[served.records]):
+                item_id = record.get("itemId")
                 if item_id is not None and item_id in faults.reject_item_ids:
                     stats.invalid += 1
-                    message = f"eventList[{i}].itemId: item {item_id!r} is rejected (emulator)"
+                    message = f"{served.records}[{i}].itemId: item {item_id!r} is rejected (emulator)"
                     return _error(400, "InvalidInputException", message)
-        tracking_id: str = body["trackingId"]
-        if faults.tracking_ids is not None and tracking_id not in faults.tracking_ids:
+        target: str = body[served.target]
+        if served.target == "trackingId":
+            known, what = faults.tracking_ids, "Tracking ID"
+        else:
+            known, what = faults.dataset_arns, "Dataset"
+        if known is not None and target not in known:
             stats.not_found += 1
-            return _error(404, "ResourceNotFoundException", f"Tracking ID {tracking_id} not found")
-        if faults.quota_rps and not self._take_token(tracking_id, faults.quota_rps):
+            return _error(404, "ResourceNotFoundException", f"{what} {target} not found")
+        if served.target == "datasetArn" and target in faults.datasets_in_use:
+            stats.in_use += 1
+            return _error(409, "ResourceInUseException", "The specified resource is in use.")
+        quota = faults.quota_for(served.name)
+        if quota and not self._take_token((served.name, target), quota):
             stats.throttled += 1
             stats.quota_throttled += 1
             return _THROTTLED
         return None
 
-    def _accept(self, raw: bytes, body: dict[str, Any]) -> None:
+    def _accept(self, raw: bytes, body: dict[str, Any], served: Served, stats: Stats) -> None:
         """Step 10: record the call (flushed before the answer), count it and its events' delays."""
         record = self._record
         if record is not None:
@@ -435,31 +549,39 @@ class Emulator:
             if b"\n" in line or b"\r" in line:
                 # Line breaks can only be whitespace between JSON tokens; orjson writes none.
                 line = orjson.dumps(body)
-            record.write(line + b"\n")
+            # An accepted body is an object with at least one field, so "{" starts it and a field follows.
+            record.write(b'{"operation":"' + served.name.encode() + b'",' + line[1:] + b"\n")
             record.flush()
-        events: list[dict[str, Any]] = body["eventList"]
-        self.stats.accepted_calls += 1
-        self.stats.accepted_events += len(events)
+        records: list[dict[str, Any]] = body[served.records]
+        stats.accepted_calls += 1
+        stats.accepted_events += len(records)
+        if served is not EVENTS:
+            return
         now_ms = time.time() * 1000
         add_delay = self.delays.add
-        for event in events:
+        for event in records:
             add_delay(now_ms - event["sentAt"] * 1000)
 
     def reset_stats(self) -> None:
         """Zero the counters and the delay histogram (between phases of a benchmark)."""
-        self.stats = Stats()
+        self.operation_stats = {served.name: Stats() for served in SERVED.values()}
         self.delays = DelayHistogram()
 
     def stats_json(self) -> dict[str, object]:
-        """``GET /_emulator/stats``: the counters and ``delay_ms``."""
-        return {**self.stats.as_json(), "delay_ms": self.delays.as_json()}
+        """``GET /_emulator/stats``: PutEvents' counters and ``delay_ms`` at the top level (as before the
+        other operations), and ``operations``: each operation's counters, by its API name."""
+        return {
+            **self.stats.as_json(),
+            "delay_ms": self.delays.as_json(),
+            "operations": {name: stats.as_operation_json() for name, stats in self.operation_stats.items()},
+        }
 
-    def _take_token(self, tracking_id: str, rps: float) -> bool:
+    def _take_token(self, key: tuple[str, str], rps: float) -> bool:
         now = self._clock()
-        bucket = self._buckets.get(tracking_id)
+        bucket = self._buckets.get(key)
         capacity = max(rps, 1.0)
         if bucket is None:
-            bucket = self._buckets[tracking_id] = _Bucket(capacity, now)
+            bucket = self._buckets[key] = _Bucket(capacity, now)
         else:
             bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rps)
             bucket.updated = now

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder.config import PersonalizeConfig
-from forwarder.decode import Event, SessionKey
 from forwarder.personalize.client import boto_session, personalize_events_client
 from forwarder.personalize.errors import CREDENTIAL_ERRORS, Retryable, classify, credentials_outage
 from forwarder.personalize.operations import PUT_EVENTS, Operation
@@ -22,7 +22,7 @@ from forwarder.personalize.operations import PUT_EVENTS, Operation
 class Boto3Transport:
     """The boto3 client's method for ``operation``, from a thread pool of ``cfg.max_in_flight`` threads."""
 
-    def __init__(self, cfg: PersonalizeConfig, operation: Operation[SessionKey, Event] = PUT_EVENTS) -> None:
+    def __init__(self, cfg: PersonalizeConfig, operation: Operation[Any, Any] = PUT_EVENTS) -> None:
         self._operation = operation
         self._client = personalize_events_client(boto_session(), cfg)
         self._method = getattr(self._client, operation.method)
@@ -30,7 +30,7 @@ class Boto3Transport:
             max_workers=cfg.max_in_flight, thread_name_prefix=operation.method.replace("_", "-")
         )
 
-    def _call(self, key: SessionKey, events: Sequence[Event]) -> None:
+    def _call(self, key: Any, events: Sequence[Any]) -> None:
         try:
             self._method(**self._operation.params(key, events))
         except ClientError as exc:
@@ -42,7 +42,7 @@ class Boto3Transport:
         except BotoCoreError as exc:
             raise Retryable(type(exc).__name__, str(exc)) from None
 
-    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+    async def put_events(self, key: Any, events: Sequence[Any]) -> None:
         """See :class:`~forwarder.personalize.transport.Transport`."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self._call, key, events)
 
@@ -51,6 +51,6 @@ class Boto3Transport:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def create(cfg: PersonalizeConfig, operation: Operation[SessionKey, Event]) -> Boto3Transport:
+def create(cfg: PersonalizeConfig, operation: Operation[Any, Any]) -> Boto3Transport:
     """The registry's factory (:data:`forwarder.personalize.transport.TRANSPORTS`)."""
     return Boto3Transport(cfg, operation)

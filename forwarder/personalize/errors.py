@@ -4,8 +4,8 @@
   (the sender bisects the batch and dead-letters the events rejected alone);
 - :class:`Retryable`: throttling, a 5xx, a timeout or a broken connection; the same request may succeed
   later (the sender retries it with backoff);
-- :class:`Outage`: the service refuses every call (wrong tracking id, access denied, bad or missing
-  credentials); not the messages' fault (the sender pauses and probes; nothing is dead-lettered).
+- :class:`Outage`: the service refuses every call (wrong tracking id or dataset, a dataset in use,
+  access denied, bad or missing credentials); not the messages' fault (the sender pauses and probes; nothing is dead-lettered).
 
 Every transport raises only these (as :class:`PutEventsError`), so the sending policy does not depend on
 the transport.
@@ -35,6 +35,9 @@ THROTTLING_CODES: Final = frozenset(
 OUTAGE_CODES: Final = frozenset(
     {
         "ResourceNotFoundException",
+        # 409 from PutItems, PutUsers, PutActions, PutActionInteractions while their dataset is busy: the
+        # records are not at fault, so it pauses and probes rather than dead-letters.
+        "ResourceInUseException",
         "AccessDeniedException",
         "UnrecognizedClientException",
         "InvalidSignatureException",

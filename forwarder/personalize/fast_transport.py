@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
 from forwarder.config import PersonalizeConfig
-from forwarder.decode import Event, SessionKey
 from forwarder.personalize.client import boto_session, personalize_events_client
 from forwarder.personalize.errors import Retryable, classify_response
 from forwarder.personalize.http import HttpClient, HttpConnectionError, proxy_configured
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class FastTransport:
     """``operation``'s call, built with orjson, signed, and sent on keep-alive connections."""
 
-    def __init__(self, cfg: PersonalizeConfig, operation: Operation[SessionKey, Event] = PUT_EVENTS) -> None:
+    def __init__(self, cfg: PersonalizeConfig, operation: Operation[Any, Any] = PUT_EVENTS) -> None:
         session = boto_session()
         client = personalize_events_client(session, cfg)
         base = client.meta.endpoint_url.rstrip("/")
@@ -65,7 +65,7 @@ class FastTransport:
         except (HttpConnectionError, aiohttp.ClientError, TimeoutError) as exc:
             raise Retryable(type(exc).__name__, str(exc) or type(exc).__name__) from None
 
-    async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
+    async def put_events(self, key: Any, events: Sequence[Any]) -> None:
         """See :class:`~forwarder.personalize.transport.Transport`."""
         body = self._operation.body(key, events)
         status, error_type, payload = await self._post(body, self.signer.headers(body))
@@ -80,6 +80,6 @@ class FastTransport:
             await self._aiohttp.close()
 
 
-def create(cfg: PersonalizeConfig, operation: Operation[SessionKey, Event]) -> FastTransport:
+def create(cfg: PersonalizeConfig, operation: Operation[Any, Any]) -> FastTransport:
     """The registry's factory (:data:`forwarder.personalize.transport.TRANSPORTS`)."""
     return FastTransport(cfg, operation)

@@ -1,4 +1,4 @@
-"""The rules Amazon Personalize's PutEvents applies to a request, in one place.
+"""The rules Amazon Personalize's write operations apply to a request, in one place.
 
 botocore checks only required fields, types and minimums; the service rejects everything else
 with ``InvalidInputException``. The forwarder checks each decoded event with :func:`check_event`
@@ -15,8 +15,9 @@ Lengths are counted in Unicode code points, as the service's model (Smithy ``@le
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -281,6 +282,212 @@ def check_request(body: object) -> str | None:
         if not isinstance(ev, Mapping):
             return f"eventList[{i}]: must be an object"
         problem = check_event(ev, f"eventList[{i}]") or check_event_size(f"eventList[{i}]", orjson.dumps(ev))
+        if problem:
+            return problem
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The other four write operations. Written out from botocore's service model ``personalize-events``
+# (data/personalize-events/2018-03-22/service-2.json, read from botocore 1.44.8); a unit test
+# (tests/unit/test_operation_limits.py) compares every constant below with the installed model, so an SDK
+# upgrade that changes one fails there instead of drifting. The model gives lengths, list sizes, required
+# fields and the datasetArn pattern; the rate quotas are not in the model (see CALLS_PER_SECOND).
+
+MAX_RECORDS_PER_CALL: Final = 10  # items, users, actions, actionInteractions: 1..10 per call
+MAX_ARN_LENGTH: Final = 256
+# The model's pattern for datasetArn, matched as Smithy does: anywhere in the string (re.search).
+DATASET_ARN_PATTERN: Final = r"arn:([a-z\d-]+):personalize:.*:.*:.+"
+MAX_ITEM_PROPERTIES_LENGTH: Final = 32_000
+MAX_USER_PROPERTIES_LENGTH: Final = 24_000
+MAX_ACTION_PROPERTIES_LENGTH: Final = 32_000
+MAX_ACTION_INTERACTION_PROPERTIES_LENGTH: Final = 1_024
+MAX_ACTION_IMPRESSIONS: Final = 25
+
+# Rate quotas per operation, from the Amazon Personalize developer guide's "endpoints and quotas" page
+# (docs.aws.amazon.com/personalize/latest/dg/limits.html; its "Data import APIs" table, as kept in the
+# awsdocs/amazon-personalize-developer-guide repository, doc_source/limits.md): "Maximum rate of PutEvents
+# requests: 1000/second", "of PutItems requests: 10/second", "of PutUsers requests: 10/second". The page
+# as found states no rate for PutActions nor PutActionInteractions: ``None`` means "not documented", not
+# "unlimited"; a route's limiter needs its own setting for those.
+CALLS_PER_SECOND: Final[dict[str, float | None]] = {
+    "PutEvents": 1000.0,
+    "PutItems": 10.0,
+    "PutUsers": 10.0,
+    "PutActions": None,
+    "PutActionInteractions": None,
+}
+
+
+def check_dataset_arn(path: str, value: object) -> str | None:
+    """``datasetArn``: required, a string of at most 256 characters matching the model's pattern."""
+    if value is None:
+        return f"{path}: is required"
+    if not isinstance(value, str):
+        return f"{path}: must be a string, got {type(value).__name__}"
+    if len(value) > MAX_ARN_LENGTH:
+        return f"{path}: length {len(value)} is more than {MAX_ARN_LENGTH}"
+    if _DATASET_ARN.search(value) is None:
+        return f"{path}: {value[:80]!r} is not a Personalize ARN (arn:<partition>:personalize:...)"
+    return None
+
+
+_DATASET_ARN: Final = re.compile(DATASET_ARN_PATTERN, re.DOTALL)
+
+
+def check_json_properties(path: str, value: object, max_length: int, *, reserved: bool = False) -> str | None:
+    """``properties`` of an item, user, action or action interaction: a string of 1..max_length code
+    points holding a JSON object (without the reserved keys of an interaction when ``reserved``)."""
+    problem = check_string(path, value, max_length)
+    if problem or value is None:
+        return problem
+    assert isinstance(value, str)
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return f"{path}: Error parsing properties json"
+    if not isinstance(parsed, dict):
+        return f"{path}: must be a JSON object, got {type(parsed).__name__}"
+    if reserved:
+        keys = sorted(k for k in parsed if k.lower() in RESERVED_PROPERTY_KEYS)
+        if keys:
+            return f"{path}: reserved key(s) not allowed: {', '.join(keys)}"
+    return None
+
+
+class RecordShape(NamedTuple):
+    """One kind of catalogue record (an item, a user, an action): its id field and properties limit."""
+
+    list_field: str  # the request's list: items, users, actions
+    id_field: str  # itemId, userId, actionId
+    max_properties: int
+
+
+ITEM: Final = RecordShape("items", "itemId", MAX_ITEM_PROPERTIES_LENGTH)
+USER: Final = RecordShape("users", "userId", MAX_USER_PROPERTIES_LENGTH)
+ACTION: Final = RecordShape("actions", "actionId", MAX_ACTION_PROPERTIES_LENGTH)
+
+
+def check_catalog_record(shape: RecordShape, record: Mapping[str, Any], path: str) -> str | None:
+    """One item, user or action in its wire form: its id (1..256, required) and its properties."""
+    unknown = sorted(set(record) - {shape.id_field, "properties"})
+    if unknown:
+        return f"{path}.{unknown[0]}: unknown field"
+    return check_string(
+        f"{path}.{shape.id_field}", record.get(shape.id_field), MAX_ID_LENGTH, required=True
+    ) or check_json_properties(f"{path}.properties", record.get("properties"), shape.max_properties)
+
+
+ACTION_INTERACTION_FIELDS: Final = frozenset(
+    {
+        "actionId",
+        "userId",
+        "sessionId",
+        "timestamp",
+        "eventType",
+        "eventId",
+        "recommendationId",
+        "impression",
+        "properties",
+    }
+)
+
+
+def check_action_interaction(record: Mapping[str, Any], path: str) -> str | None:
+    """One action interaction in its wire form (timestamp a number of epoch seconds, properties a string)."""
+    unknown = sorted(set(record) - ACTION_INTERACTION_FIELDS)
+    if unknown:
+        return f"{path}.{unknown[0]}: unknown field"
+    return (
+        check_string(f"{path}.actionId", record.get("actionId"), MAX_ID_LENGTH, required=True)
+        or check_string(f"{path}.sessionId", record.get("sessionId"), MAX_ID_LENGTH, required=True)
+        or check_string(f"{path}.eventType", record.get("eventType"), MAX_ID_LENGTH, required=True)
+        or check_sent_at(f"{path}.timestamp", record.get("timestamp"))
+        or check_string(f"{path}.userId", record.get("userId"), MAX_ID_LENGTH)
+        or check_string(f"{path}.eventId", record.get("eventId"), MAX_ID_LENGTH)
+        or check_string(
+            f"{path}.recommendationId", record.get("recommendationId"), MAX_RECOMMENDATION_ID_LENGTH
+        )
+        or _check_action_impression(f"{path}.impression", record.get("impression"))
+        or check_json_properties(
+            f"{path}.properties",
+            record.get("properties"),
+            MAX_ACTION_INTERACTION_PROPERTIES_LENGTH,
+            reserved=True,
+        )
+    )
+
+
+def _check_action_impression(path: str, value: object) -> str | None:
+    """``impression`` of an action interaction: 1..25 action ids of 1..256 characters (the model sets no
+    joined length, unlike an event's)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return f"{path}: must be a list of action ids, got {type(value).__name__}"
+    if not value:
+        return f"{path}: must hold at least 1 action id"
+    if len(value) > MAX_ACTION_IMPRESSIONS:
+        return f"{path}: {len(value)} action ids is more than {MAX_ACTION_IMPRESSIONS}"
+    for i, action_id in enumerate(value):
+        problem = check_string(f"{path}[{i}]", action_id, MAX_ID_LENGTH, required=True)
+        if problem:
+            return problem
+    return None
+
+
+def _check_list(name: str, value: object) -> str | None:
+    if value is None:
+        return f"{name}: is required"
+    if not isinstance(value, list):
+        return f"{name}: must be a list, got {type(value).__name__}"
+    if not value:
+        return f"{name}: must hold at least 1 record"
+    if len(value) > MAX_RECORDS_PER_CALL:
+        return f"{name}: {len(value)} records is more than {MAX_RECORDS_PER_CALL}"
+    for i, record in enumerate(value):
+        if not isinstance(record, Mapping):
+            return f"{name}[{i}]: must be an object"
+    return None
+
+
+def check_catalog_request(shape: RecordShape, body: object) -> str | None:
+    """Check a whole PutItems, PutUsers or PutActions request body as it arrives on the wire."""
+    if not isinstance(body, Mapping):
+        return "request body must be a JSON object"
+    unknown = sorted(set(body) - {"datasetArn", shape.list_field})
+    if unknown:
+        return f"{unknown[0]}: unknown field"
+    records = body.get(shape.list_field)
+    problem = check_dataset_arn("datasetArn", body.get("datasetArn")) or _check_list(
+        shape.list_field, records
+    )
+    if problem:
+        return problem
+    assert isinstance(records, list)
+    for i, record in enumerate(records):
+        problem = check_catalog_record(shape, record, f"{shape.list_field}[{i}]")
+        if problem:
+            return problem
+    return None
+
+
+def check_action_interactions_request(body: object) -> str | None:
+    """Check a whole PutActionInteractions request body as it arrives on the wire."""
+    if not isinstance(body, Mapping):
+        return "request body must be a JSON object"
+    unknown = sorted(set(body) - {"trackingId", "actionInteractions"})
+    if unknown:
+        return f"{unknown[0]}: unknown field"
+    records = body.get("actionInteractions")
+    problem = check_string("trackingId", body.get("trackingId"), MAX_ID_LENGTH, required=True) or _check_list(
+        "actionInteractions", records
+    )
+    if problem:
+        return problem
+    assert isinstance(records, list)
+    for i, record in enumerate(records):
+        problem = check_action_interaction(record, f"actionInteractions[{i}]")
         if problem:
             return problem
     return None

@@ -4,12 +4,14 @@ An :class:`Operation` says where a call goes (the REST path the fast transport p
 client's method) and how its request is built from a batch key and its records (the JSON body for the
 fast transport, the keyword arguments for boto3). The transports take an operation and know nothing
 else of it, so another operation (PutItems on ``/items``, PutUsers, PutActions, PutActionInteractions)
-is one module that defines its :class:`Operation` beside its key and record types, plus its registration
-where the configuration chooses operations; the transports do not change. Only PutEvents exists today.
+is one module that defines its :class:`Operation` beside its key and record types, plus its line in
+:data:`OPERATIONS`; the transports do not change. PutEvents is defined here; PutItems, PutUsers, PutActions
+and PutActionInteractions in their own modules (``put_items.py``...), imported when chosen.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -73,3 +75,24 @@ PUT_EVENTS: Final[Operation[SessionKey, Event]] = Operation(
     body=_put_events_body,
     params=_put_events_params,
 )
+
+
+# A route's operation name (as the configuration will spell it) -> "module:attribute" of its Operation.
+# Imported on use, like the transports, so a replica loads only the operations it sends.
+OPERATIONS: Final = {
+    "events": "forwarder.personalize.operations:PUT_EVENTS",
+    "items": "forwarder.personalize.put_items:PUT_ITEMS",
+    "users": "forwarder.personalize.put_users:PUT_USERS",
+    "actions": "forwarder.personalize.put_actions:PUT_ACTIONS",
+    "action_interactions": "forwarder.personalize.put_action_interactions:PUT_ACTION_INTERACTIONS",
+}
+
+
+def operation(name: str) -> Operation[Any, Any]:
+    """The registered operation called ``name`` (``events``, ``items``...); :class:`ValueError` otherwise."""
+    where = OPERATIONS.get(name)
+    if where is None:
+        raise ValueError(f"unknown operation {name!r}; known: {sorted(OPERATIONS)}")
+    module, _, attribute = where.partition(":")
+    found: Operation[Any, Any] = getattr(importlib.import_module(module), attribute)
+    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from forwarder.config import PersonalizeConfig
 from forwarder.decode import Event, SessionKey
@@ -21,8 +21,9 @@ from forwarder.personalize.operations import PUT_EVENTS, Operation
 class Transport(Protocol):
     """Calls of one operation, one batch a call (PutEvents: one session's events).
 
-    The method keeps PutEvents' name, the only operation yet; the transports themselves send whatever
-    operation they were built with, so a second operation renames it, not the transports' logic.
+    The method keeps PutEvents' name; the transports send whatever operation they were built with
+    (``key`` and ``events`` are then that operation's batch key and records: a datasetArn and items, for
+    PutItems). Renaming it is left to the runtime's wiring of the other operations, which calls it.
     """
 
     async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
@@ -36,7 +37,7 @@ class Transport(Protocol):
 class TransportFactory(Protocol):
     """The ``create`` function of a transport module."""
 
-    def __call__(self, cfg: PersonalizeConfig, operation: Operation[SessionKey, Event]) -> Transport: ...
+    def __call__(self, cfg: PersonalizeConfig, operation: Operation[Any, Any]) -> Transport: ...
 
 
 # name in the configuration -> the module whose ``create`` builds it
@@ -46,7 +47,7 @@ TRANSPORTS: Final = {
 }
 
 
-def make_transport(cfg: PersonalizeConfig, operation: Operation[SessionKey, Event] = PUT_EVENTS) -> Transport:
+def make_transport(cfg: PersonalizeConfig, operation: Operation[Any, Any] = PUT_EVENTS) -> Transport:
     """The transport ``cfg.transport`` names, for ``operation``; :class:`ValueError` for an unknown name."""
     module = TRANSPORTS.get(cfg.transport)
     if module is None:

@@ -414,6 +414,12 @@ def test_runtime_faults_and_stats(emulators: Start) -> None:
 
     stats: dict[str, Any] = dict(emulator.stats())
     assert stats.pop("delay_ms")["count"] == 5
+    sections = stats.pop("operations")
+    events = dict(sections.pop("PutEvents"))
+    events["accepted_events"] = events.pop("accepted_records")
+    assert events.pop("in_use") == 0, "a counter of datasets only"
+    assert events == stats, "PutEvents' section repeats the top level"
+    assert all(section["requests"] == 0 for section in sections.values())
     assert stats == {
         "requests": 11,
         "accepted_calls": 3,
@@ -515,7 +521,7 @@ def test_record_is_one_line_even_for_a_pretty_printed_body(emulators: Start) -> 
     assert response.json() == {}
     raw = emulator.record.read_bytes()
     assert raw.count(b"\n") == 1
-    assert json.loads(raw) == body
+    assert json.loads(raw) == {"operation": "PutEvents", **body}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

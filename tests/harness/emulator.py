@@ -88,13 +88,22 @@ class EmulatorProcess:
         result: dict[str, Any] = response.json()
         return result
 
-    def calls(self) -> list[dict[str, Any]]:
-        """Every accepted call, as recorded. Lines are split on "\\n" only, as a JSON string may hold
-        U+2028; a last line still being written is left for the next read."""
+    def calls(self, operation: str = "PutEvents") -> list[dict[str, Any]]:
+        """Every recorded call of ``operation``, without the record's ``operation`` field."""
+        return [body for name, body in self.recorded() if name == operation]
+
+    def recorded(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every recorded call, in order, as (operation, body). Lines are split on "\\n" only, as a JSON
+        string may hold U+2028; a last line still being written is left for the next read."""
         if not self.record.exists():
             return []
         lines = self.record.read_bytes().split(b"\n")
-        return [json.loads(line) for line in lines[:-1]]
+        out = []
+        for line in lines[:-1]:
+            body = json.loads(line)
+            assert next(iter(body)) == "operation", "the operation comes first"
+            out.append((body.pop("operation"), body))
+        return out
 
     def events(self) -> list[dict[str, Any]]:
         """Every accepted event, with its call's userId/sessionId/trackingId merged in."""
