@@ -81,6 +81,7 @@ class App:
     ) -> None:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
+        self._log_start()  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor()
         self.tracker = tracker = OffsetTracker()
@@ -198,7 +199,6 @@ class App:
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._on_signal, signum)
-        self._log_start()
         if self.server is not None:
             host, port = self.cfg.observability.host, self.cfg.observability.port
             assert port is not None  # the server exists only with a port
