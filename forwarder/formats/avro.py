@@ -85,6 +85,7 @@ class AvroFormat:
         self._client = client
         self._deserializer = AvroDeserializer(client, conf=dict(DESERIALIZER_CONF))
         self._convert: dict[int, tuple[str, ...]] = {}
+        self.known_ids: set[int] = set()  # schema ids read once: parsing them asks no registry
 
     def parse(self, value: bytes) -> dict[str, Any]:
         """The record as a dict; :class:`FormatError` or :class:`RegistryUnavailable` otherwise."""
@@ -94,6 +95,7 @@ class AvroFormat:
             schema = fetch_schema(self._client, header.schema_id)
             convert = self._convert[header.schema_id] = fields_to_convert(schema.schema_str)
         record = deserialize(lambda: self._deserializer(value, None), header.schema_id)
+        self.known_ids.add(header.schema_id)
         if convert is _ALL:
             return require_object(plain(record), header.schema_id)
         record = require_object(record, header.schema_id)
