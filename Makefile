@@ -18,8 +18,10 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
+# make run FORMAT=avro (or protobuf, json_schema): the same pipeline with records through a schema registry.
+FORMAT ?= json
 run: venv
-	PYTHON_VENV=$(VENV) scripts/run-local
+	PYTHON_VENV=$(VENV) FORMAT=$(FORMAT) scripts/run-local
 
 lint: venv
 	$(BIN)/ruff check .

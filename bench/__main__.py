@@ -31,6 +31,7 @@ from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 
+import orjson
 import yaml
 from confluent_kafka import Producer, libversion
 
@@ -44,6 +45,8 @@ from tests.harness import REPO, LocalKafka
 
 FORWARDER_FAST = System("forwarder fast", "forwarder", transport="fast")
 FORWARDER_BOTO3 = System("forwarder boto3", "forwarder", transport="boto3")
+# The same backlog as Avro records of the sample schema through a local schema registry (issue #12).
+FORWARDER_AVRO = System("forwarder avro", "forwarder", transport="fast", input="avro")
 BASELINE_A = System("baseline A", "batched")
 BASELINE_B = System("baseline B", "single")
 TRANSIT = System("Kafka path alone", "transit")
@@ -93,8 +96,30 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def produce_backlog(bench: Bench, trace: CatchupTrace, topic: str) -> str:
-    """The backlog topic: reused when it already holds exactly this trace, else (re)created and filled."""
+def avro_encoder(registry_url: str, topic: str) -> Callable[[bytes], bytes]:
+    """A trace message's JSON value as an Avro record of the sample schema (property values as strings,
+    as the schema types them), its schema registered: the Avro twin of the JSON backlog."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415 - Avro rows only
+    from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+
+    from forwarder import sample_schemas  # noqa: PLC0415
+
+    serializer = AvroSerializer(SchemaRegistryClient({"url": registry_url}), sample_schemas.avro_schema())
+    ctx = SerializationContext(topic, MessageField.VALUE)
+
+    def encode(value: bytes) -> bytes:
+        out: bytes = serializer(sample_schemas.to_record(orjson.loads(value), "avro"), ctx)
+        return out
+
+    return encode
+
+
+def produce_backlog(
+    bench: Bench, trace: CatchupTrace, topic: str, encode: Callable[[bytes], bytes] | None = None
+) -> str:
+    """The backlog topic: reused when it already holds exactly this trace, else (re)created and filled
+    (``encode`` turns each JSON value into another format)."""
     size = bench.topic_size(topic)
     if size == trace.events:
         return f"reused topic {topic} ({size:,} events)"
@@ -121,7 +146,9 @@ def produce_backlog(bench: Bench, trace: CatchupTrace, topic: str) -> str:
     for n, (key, value) in enumerate(trace.messages(), 1):
         while True:
             try:
-                produce(topic, key=key, value=value, on_delivery=delivered)
+                produce(
+                    topic, key=key, value=value if encode is None else encode(value), on_delivery=delivered
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -290,6 +317,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measure nothing: print and write the results of an earlier run (.local/bench/<time>)",
     )
     parser.add_argument("--keep-kafka", action="store_true", help="leave the bench Kafka running at the end")
+    parser.add_argument(
+        "--schema-registry-port",
+        type=int,
+        default=18091,
+        help="port of the schema registry the Avro row starts (scripts/schema-registry-local)",
+    )
     return parser.parse_args(argv)
 
 
@@ -302,8 +335,28 @@ class Planned:
     run: Callable[[], Row]
 
 
+def start_schema_registry(bench: Bench, port: int) -> tuple[str, dict[str, str]]:
+    """scripts/schema-registry-local on ``port`` (data under the run directory): its URL and env."""
+    env = {
+        **os.environ,
+        "SCHEMA_REGISTRY_PORT": str(port),
+        "SCHEMA_REGISTRY_DATA_DIR": str(bench.run_dir / "registry"),
+    }
+    out = subprocess.run(
+        [str(REPO / "scripts" / "schema-registry-local"), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(f"the schema registry did not start: {out.stderr[-500:]}")
+    return out.stdout.strip().splitlines()[-1], env
+
+
 def plan_runs(
-    bench: Bench, plan: Plan, topic: str, backlog: CatchupTrace, live: list[LiveTrace]
+    bench: Bench, plan: Plan, topic: str, backlog: CatchupTrace, live: list[LiveTrace], avro_topic: str
 ) -> list[Planned]:
     """Every run, in the order they go: ceilings, catch-up (whole-backlog run first), live."""
     runs: list[Planned] = []
@@ -318,12 +371,20 @@ def plan_runs(
                 )
             )
     for latency in sorted(plan.latencies, key=lambda lat: lat != plan.full_latency):
-        for system in (FORWARDER_FAST, FORWARDER_BOTO3, BASELINE_A, BASELINE_B):
+        for system in (FORWARDER_FAST, FORWARDER_AVRO, FORWARDER_BOTO3, BASELINE_A, BASELINE_B):
             whole = system == FORWARDER_FAST and latency == plan.full_latency
             cap = plan.full_cap_s if whole else plan.cap_b_s if system == BASELINE_B else plan.cap_s
             what = f"whole backlog (≤{cap:g}s)" if whole else f"{cap:g}s window"
+            source = avro_topic if system.input == "avro" else topic
             run = partial(
-                bench.catchup_run, system, latency, topic, plan.backlog, backlog.best_mean, cap, plan.warmup_s
+                bench.catchup_run,
+                system,
+                latency,
+                source,
+                plan.backlog,
+                backlog.best_mean,
+                cap,
+                plan.warmup_s,
             )
             runs.append(
                 Planned(
@@ -459,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     live = [LiveTrace(plan.live_rate, plan.live_s), LiveTrace(plan.live_low_rate, plan.live_low_s)]
     rows: list[Row] = []
     facts: list[tuple[str, str]] = []
+    registry_env: dict[str, str] | None = None
+    avro = f"{topic}-avro-{run_dir.name}"  # the backlog as Avro records, for the Avro row
+    avro_made = False
     try:
         progress(f"starting Kafka on {kafka.bootstrap} (data {kafka.data_dir}); logs in {run_dir}")
         try:
@@ -470,9 +534,19 @@ def main(argv: list[str] | None = None) -> int:
         bench.create_topic(DEAD_LETTER, 1)
         progress(produce_backlog(bench, backlog, topic))
         progress(bench.warm_up(topic, plan.backlog, plan.live_rate, plan.warmup_live_s))
-        for planned in plan_runs(bench, plan, topic, backlog, live):
-            if args.only and not re.search(args.only, planned.tag):
-                continue
+        planned_runs = [
+            p
+            for p in plan_runs(bench, plan, topic, backlog, live, avro)
+            if not args.only or re.search(args.only, p.tag)
+        ]
+        if any(FORWARDER_AVRO.slug in p.tag for p in planned_runs):
+            url, registry_env = start_schema_registry(bench, args.schema_registry_port)
+            bench.schema_registry_url = url
+            progress(f"schema registry at {url}")
+            # A registry keeps nothing between starts: this run's own Avro topic, deleted at the end.
+            avro_made = True
+            progress(produce_backlog(bench, backlog, avro, avro_encoder(url, avro)))
+        for planned in planned_runs:
             progress(planned.title)
             row = planned.run()
             rows.append(row)
@@ -489,6 +563,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         registry.stop_all()
+        if avro_made:
+            with contextlib.suppress(Exception):
+                bench.delete_topics([avro])
+        if registry_env is not None:
+            with contextlib.suppress(Exception):
+                subprocess.run(
+                    [str(REPO / "scripts" / "schema-registry-local"), "stop"],
+                    env=registry_env,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
         if not args.keep_kafka:
             with contextlib.suppress(Exception):
                 kafka.stop()

@@ -346,6 +346,10 @@ DESIGN_MEASUREMENTS: Final = (
     "20 % random throttle, fell to 1 call/s; hence the configured cap as its scale.",
     "Emulator wire layer (forwarder/emulator/server.py): at 2,000 calls/s aiohttp.web's per-request "
     "machinery cost ~330 µs of CPU a call, the plain asyncio.Protocol ~120 µs (most of it check_request).",
+    "Avro decode (forwarder/formats/avro.py): per record, confluent-kafka's AvroDeserializer (its schema "
+    "and subject lookups, then fastavro) decoded 50,400 records per CPU-second through the Decoder; "
+    "fastavro's schemaless_reader on the cached writer schema, 72,800 (JSON through the same Decoder: "
+    "187,000). The catch-up row went from 0.45× to 0.75× the JSON row's events per CPU-second.",
 )
 
 

@@ -51,6 +51,7 @@ class System:
     transport: str = ""  # forwarder: personalize.transport (its event loop is its own choice: uvloop)
     loop: str = "asyncio"  # ceiling: the event loop
     client: str = "aiohttp"  # ceiling: the HTTP client (lean: the forwarder's own)
+    input: str = "json"  # forwarder: input.format (a registry format reads Bench.schema_registry_url)
 
     @property
     def slug(self) -> str:
@@ -73,6 +74,7 @@ class Bench:
     profile_out: Path | None = None
     overrides: dict[str, Any] | None = None  # forwarder configuration, dotted path → value
     launcher: Path | None = None  # a script run instead of `-m forwarder` (to try a change to the daemon)
+    schema_registry_url: str | None = None  # for a forwarder System whose input is a registry format
 
     # ---- Kafka topics ---------------------------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class Bench:
                 linger_ms=self.linger_ms,
                 dead_letter=self.dead_letter,
                 tracking_id=self.tracking_id,
-                overrides=self.overrides,
+                overrides=self._overrides(system),
             )
             argv = [PYTHON, *([str(self.launcher)] if self.launcher else ["-m", "forwarder"])]
             argv += ["run", "--config", str(config)]
@@ -187,6 +189,14 @@ class Bench:
                 argv += ["--bootstrap", self.kafka.bootstrap, "--topic", topic, "--group", group]
                 argv += ["--linger-ms", str(self.linger_ms)]
         return self.registry.start(system.name, argv, log)
+
+    def _overrides(self, system: System) -> dict[str, Any] | None:
+        if system.input == "json":
+            return self.overrides
+        if self.schema_registry_url is None:
+            raise BenchError(f"{system.name} needs a schema registry")
+        registry = {"input.format": system.input, "input.schema_registry.url": self.schema_registry_url}
+        return {**(self.overrides or {}), **registry}
 
     def sampler(self, url: str, sut: Proc, emulator: Proc) -> Sampler:
         pids = {"sut": sut.pid, "emulator": emulator.pid}

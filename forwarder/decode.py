@@ -145,8 +145,13 @@ class Decoder:
         ``None`` is the JSON path below. It raises ``FormatError`` for bad bytes (a ``decode`` rejection
         here) and ``RegistryUnavailable`` when it cannot tell: that one propagates, it is not the
         message's fault.
+
+        When ``parse`` has a ``needs_registry(value, message)`` method (:class:`forwarder.formats.Parser`),
+        :attr:`needs_registry` is it: the runtime decodes a message for which it says ``True`` in a worker
+        thread, since its first parse may wait on the registry. ``None`` when no message ever needs it.
         """
         self._parse = parse
+        self.needs_registry: Callable[[bytes, Message], bool] | None = getattr(parse, "needs_registry", None)
         self._tracking_id = tracking_id
         self._event_type = mapping.event_type
         self._unit = mapping.sent_at_unit

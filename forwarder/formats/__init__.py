@@ -5,7 +5,9 @@ the Confluent wire format (magic byte 0, a 4-byte schema id; Protobuf adds messa
 confluent-kafka's own deserializers and a shared :class:`SchemaRegistryClient` (schemas cached).
 
 :func:`parser_for` turns ``input`` configuration into the ``parse`` callable :class:`forwarder.decode.Decoder`
-takes (``None`` when every topic is plain JSON, so that path stays exactly as it was).
+takes (``None`` when every topic is plain JSON, so that path stays exactly as it was): a :class:`Parser`,
+which also says which messages would ask the registry (their schema id not read yet). The registry client's
+first fetch of an id is a blocking HTTP call, so the runtime decodes those messages in a worker thread.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "Format",
     "FormatError",
     "Parse",
+    "Parser",
     "RegistryUnavailable",
     "make_format",
     "parser_for",
@@ -48,9 +51,40 @@ def make_format(name: FormatName, client: SchemaRegistryClient | None) -> Format
     return JsonSchemaFormat(client)
 
 
-def parser_for(config: InputConfig, topics: list[str]) -> Parse | None:
-    """The decoder's ``parse`` for these topics, or ``None`` when all of them are plain JSON."""
-    names = {topic: config.format_of(topic) for topic in topics}
+class Parser:
+    """The decoder's ``parse``: each message's value by its topic's format (``default`` for a topic not
+    listed). Thread-safe as the formats are: a worker thread may parse while the loop parses others.
+    """
+
+    __slots__ = ("_by_topic", "_default")
+
+    def __init__(self, by_topic: dict[str, Format], default: Format) -> None:
+        self._by_topic = by_topic
+        self._default = default
+
+    def __call__(self, value: bytes, message: Message) -> Any:
+        """The value as the object the mapping reads; :class:`FormatError` or :class:`RegistryUnavailable`."""
+        return self._by_topic.get(message.topic() or "", self._default).parse(value)
+
+    def needs_registry(self, value: bytes, message: Message) -> bool:
+        """Whether parsing this value may ask the registry (a blocking call): its topic's format reads a
+        registry and the value's schema id was not read yet. ``False`` for bytes not in the wire format
+        (their failure needs no registry) and for plain JSON.
+        """
+        known: set[int] | None = getattr(
+            self._by_topic.get(message.topic() or "", self._default), "known_ids", None
+        )
+        if known is None or len(value) < 5 or value[0] != 0:
+            return False
+        return int.from_bytes(value[1:5], "big") not in known
+
+
+def parser_for(config: InputConfig, topics: list[str]) -> Parser | None:
+    """The decoder's ``parse`` for these topics and every topic the format map names (a replay reads the
+    dead-letter topic and parses each record by its original topic), or ``None`` when all are plain JSON.
+    """
+    mapped = list(config.format) if isinstance(config.format, dict) else []
+    names = {topic: config.format_of(topic) for topic in [*topics, *mapped]}
     if all(name == "json" for name in names.values()):
         return None
     client = (
@@ -65,8 +99,4 @@ def parser_for(config: InputConfig, topics: list[str]) -> Parse | None:
             formats[name] = make_format(name, client)
         by_topic[topic] = formats[name]
     default = formats.get(config.format_of("")) or make_format(config.format_of(""), client)
-
-    def parse(value: bytes, message: Message) -> Any:
-        return by_topic.get(message.topic() or "", default).parse(value)
-
-    return parse
+    return Parser(by_topic, default)

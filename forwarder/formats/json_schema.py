@@ -24,10 +24,12 @@ class JsonSchemaFormat:
         self._deserializer = JSONDeserializer(
             None, schema_registry_client=client, conf=dict(DESERIALIZER_CONF)
         )
+        self.known_ids: set[int] = set()  # schema ids read once: parsing them asks no registry
 
     def parse(self, value: bytes) -> dict[str, Any]:
         """The document as a dict; :class:`FormatError` or :class:`RegistryUnavailable` otherwise."""
         header = wire_header(value, "JSON")
         fetch_schema(self._client, header.schema_id)
         document = deserialize(lambda: self._deserializer(value, None), header.schema_id)
+        self.known_ids.add(header.schema_id)
         return require_object(document, header.schema_id)

@@ -87,6 +87,7 @@ class ProtobufFormat:
         )
         self._deserializers: dict[tuple[int, tuple[int, ...]], ProtobufDeserializer] = {}
         self._lock = threading.Lock()
+        self.known_ids: set[int] = set()  # schema ids read once: parsing them asks no registry
 
     def parse(self, value: bytes) -> dict[str, Any]:
         """The message as a dict; :class:`FormatError` or :class:`RegistryUnavailable` otherwise."""
@@ -96,6 +97,7 @@ class ProtobufFormat:
         if deserializer is None:
             deserializer = self._deserializer_for(key)
         message = deserialize(lambda: deserializer(value, None), header.schema_id)
+        self.known_ids.add(header.schema_id)
         plain = to_plain(message)
         assert isinstance(plain, dict)  # a message that is not a well-known type is a dict
         return plain

@@ -29,6 +29,7 @@ from forwarder.config import Config, redact
 from forwarder.consume import KafkaConsumer, RebalanceHandler, consumer_config
 from forwarder.dead_letter import DeadLetterWriter
 from forwarder.decode import Decoder
+from forwarder.formats import parser_for
 from forwarder.metrics import Metrics, ObservabilityServer
 from forwarder.offsets import OffsetTracker, TopicPartitionKey
 from forwarder.personalize.transport import Transport, make_transport
@@ -94,7 +95,9 @@ class App:
         self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
-        decoder = Decoder(cfg.mapping, cfg.personalize.tracking_id)
+        decoder = Decoder(
+            cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
+        )
         self.pump = Pump(
             self.source,
             tracker,

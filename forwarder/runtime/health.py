@@ -2,7 +2,8 @@
 reachable, consumer lag).
 
 - live: the ticker ran within :data:`STALL_AFTER_S` (a replica still starting is live);
-- ready: not stopping, PutEvents not in an outage, a broker reachable, at least one partition assigned.
+- ready: not stopping, PutEvents not in an outage, no input outage (a schema registry that does not
+  answer), a broker reachable, at least one partition assigned.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Health:
         self.started = False
         self.last_tick = 0.0
         self.broker_down = False  # set from the consumer's error callback, cleared by a message or a probe
+        self.input_outage: str | None = None  # set by the pump while decoding waits on the registry
 
     def liveness(self) -> tuple[bool, str]:
         """The loop is turning (the ticker ran recently)."""
@@ -51,6 +53,8 @@ class Health:
             return False, "stopping"
         if self._sender.in_outage:
             return False, f"PutEvents outage: {self._sender.outage_reason}"
+        if self.input_outage is not None:
+            return False, f"input outage: {self.input_outage}"
         if self.broker_down:
             return False, "no Kafka broker reachable"
         if not self._assignment:
