@@ -19,7 +19,8 @@ Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client s
    starts with the field path;
 8. ``tracking_ids`` (when not ``None``) must hold the ``trackingId``, else 404 ``ResourceNotFoundException``;
 9. ``quota_rps`` (when > 0): a token bucket per ``trackingId`` (``quota_rps`` calls per second, bursts up
-   to ``quota_rps`` calls); past it, 400 ``ThrottlingException``;
+   to ``quota_rps`` calls); past it, 400 ``ThrottlingException``; a call whose ``sessionId`` is in
+   ``throttle_session_ids`` gets the same answer every time (one session held back, the others not);
 10. success: the body is appended to the record file as one line and flushed, then 200 ``{}``.
 
 Steps 2 to 10 use the settings in force when the latency is over. Only calls that reach step 10
@@ -45,7 +46,7 @@ SIGNING_NAME: Final = "personalize"
 _AUTH_SCHEME: Final = "AWS4-HMAC-SHA256 "
 _RATE_FIELDS: Final = ("throttle_rate", "error_rate", "drop_rate", "spike_rate")
 _NON_NEGATIVE_FIELDS: Final = ("latency_ms", "latency_jitter_ms", "spike_ms", "quota_rps")
-_ID_SET_FIELDS: Final = ("tracking_ids", "reject_item_ids")
+_ID_SET_FIELDS: Final = ("tracking_ids", "reject_item_ids", "throttle_session_ids")
 
 
 class InvalidSettingError(ValueError):
@@ -74,7 +75,8 @@ class Faults:
 
     Rates are probabilities in ``[0, 1]``; durations are milliseconds; ``quota_rps`` 0 means no quota;
     ``tracking_ids`` ``None`` means any tracking id exists; ``reject_item_ids`` lists item ids whose
-    presence in a call makes the service reject the whole call.
+    presence in a call makes the service reject the whole call; ``throttle_session_ids`` lists session
+    ids whose calls are always throttled.
     """
 
     throttle_rate: float = 0.0
@@ -88,6 +90,7 @@ class Faults:
     access_denied: bool = False
     tracking_ids: frozenset[str] | None = None
     reject_item_ids: frozenset[str] = frozenset()
+    throttle_session_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -99,6 +102,7 @@ class Faults:
         if self.tracking_ids is not None:
             _id_set("tracking_ids", self.tracking_ids)
         _id_set("reject_item_ids", self.reject_item_ids)
+        _id_set("throttle_session_ids", self.throttle_session_ids)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -127,6 +131,10 @@ class Faults:
         kwargs["tracking_ids"] = None if tracking_ids is None else _id_set("tracking_ids", tracking_ids)
         reject = current["reject_item_ids"]
         kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
+        held = current["throttle_session_ids"]
+        kwargs["throttle_session_ids"] = (
+            frozenset() if held is None else _id_set("throttle_session_ids", held)
+        )
         return Faults(**kwargs)
 
     def as_json(self) -> dict[str, object]:
@@ -424,6 +432,9 @@ class Emulator:
         if faults.quota_rps and not self._take_token(tracking_id, faults.quota_rps):
             stats.throttled += 1
             stats.quota_throttled += 1
+            return _THROTTLED
+        if faults.throttle_session_ids and body.get("sessionId") in faults.throttle_session_ids:
+            stats.throttled += 1
             return _THROTTLED
         return None
 

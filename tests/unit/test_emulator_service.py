@@ -70,3 +70,14 @@ def test_a_dropped_call_has_no_reply_and_a_seed_repeats_the_faults() -> None:
     first = outcomes(5)
     assert first == outcomes(5)
     assert {status for status, _ in first} == {0, 200, 500, 503}
+
+
+def test_a_held_session_is_throttled_every_time_and_the_others_go_through() -> None:
+    emulator = Emulator()
+    emulator.apply_faults({"throttle_session_ids": ["s"]})
+    assert emulator.faults.as_json()["throttle_session_ids"] == ["s"]
+    assert [_answer(emulator) for _ in range(3)] == [(400, "ThrottlingException")] * 3
+    assert _answer(emulator, BODY.replace(b'"s"', b'"s2"')) == (200, None)
+    emulator.apply_faults({"throttle_session_ids": None})
+    assert _answer(emulator) == (200, None)
+    assert (emulator.stats.throttled, emulator.stats.accepted_calls) == (3, 2)
