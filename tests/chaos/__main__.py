@@ -56,6 +56,8 @@ def main() -> int:
     print(f"emulator: {result.emulator_stats}")
     print()
     print(result.table())
+    print()
+    print(result.fault_table())
     if result.lost:
         print(f"\nLOST {result.lost} events, e.g. {result.lost_ids}", file=sys.stderr)
         return 1
