@@ -58,6 +58,7 @@ class KafkaConfig(_Section):
         default="classic",
         description="`classic` with the cooperative-sticky assignor, or `consumer` (KIP-848, Kafka 4+).",
     )
+    group_instance_id: str | None = None
     client: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer and the dead-letter producer "
