@@ -81,6 +81,7 @@ class ChaosSettings:
     restart_broker: bool = True
     dead_letter_down_s: float = 15.0
     seed: int = 11
+    commit_interval_ms: int | None = None  # None: the forwarder's default
 
 
 @dataclass
@@ -98,20 +99,23 @@ class FaultMark:
 
     label: str
     accepted_at: int
-    bound: int | None = None
+    bound: tuple[int, int] | None = None  # (events in flight, messages finished and not committed)
     repeats: int = 0
+    misses: int | None = None  # the killed replica's commits whose finished set did not fit the metadata
 
 
-def _in_flight_bound(port: int) -> int | None:
+def _in_flight_bound(port: int) -> tuple[tuple[int, int] | None, int | None]:
+    """(events in flight, messages finished and not committed), and the commit metadata misses so far."""
     try:
         metrics = scrape(port)
     except OSError:
-        return None
+        return None, None
     in_flight = metrics.get("forwarder_in_flight_events")
     finished = metrics.get("forwarder_finished_uncommitted_messages")
+    misses = metrics.get("forwarder_commit_metadata_misses_total")
     if in_flight is None or finished is None:
-        return None
-    return int(in_flight + finished)
+        return None, None
+    return (int(in_flight), int(finished)), None if misses is None else int(misses)
 
 
 def _attribute_repeats(uids: list[str], marks: list[FaultMark]) -> int:
@@ -174,7 +178,7 @@ class ChaosResult:
             per_kill = sum(m.repeats for m in kills) / len(kills)
             rows.append(("repeats per kill (mean)", f"{per_kill:.0f}"))
         if bounded:
-            bound = sum(m.bound or 0 for m in bounded) / len(bounded)
+            bound = sum(sum(m.bound or ()) for m in bounded) / len(bounded)
             rows.append(("in-flight bound per kill (mean)", f"{bound:.0f}"))
         width = max(len(k) for k, _ in rows)
         lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -183,11 +187,15 @@ class ChaosResult:
 
     def fault_table(self) -> str:
         """Per fault: the in-flight bound just before it (kills) and the repeats counted against it."""
-        lines = ["| fault | in-flight bound | repeats after |", "|---|---|---|"]
-        lines.append(f"| (before any fault) | | {self.repeats_before_faults} |")
+        lines = [
+            "| fault | in-flight bound (in flight + finished uncommitted) | metadata misses | repeats after |",
+            "|---|---|---|---|",
+        ]
+        lines.append(f"| (before any fault) | | | {self.repeats_before_faults} |")
         for m in self.marks:
-            bound = "" if m.bound is None else str(m.bound)
-            lines.append(f"| {m.label.strip()} | {bound} | {m.repeats} |")
+            bound = "" if m.bound is None else f"{sum(m.bound)} ({m.bound[0]} + {m.bound[1]})"
+            misses = "" if m.misses is None else str(m.misses)
+            lines.append(f"| {m.label.strip()} | {bound} | {misses} | {m.repeats} |")
         return "\n".join(lines)
 
 
@@ -303,7 +311,9 @@ def run_chaos(
         emulator.url,
         client={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
         extra={
-            "kafka": {"commit_interval_ms": 500},
+            "kafka": {}
+            if settings.commit_interval_ms is None
+            else {"commit_interval_ms": settings.commit_interval_ms},
             "personalize": {"max_in_flight": 32, "transport": "fast"},
             "batching": {"linger_ms": 100},
             "retry": {
@@ -329,9 +339,9 @@ def run_chaos(
     faults: list[str] = []
     marks: list[FaultMark] = []
 
-    def mark(label: str, bound: int | None = None) -> None:
+    def mark(label: str, bound: tuple[int, int] | None = None, misses: int | None = None) -> None:
         faults.append(label)
-        marks.append(FaultMark(label, int(emulator.stats()["accepted_events"]), bound))
+        marks.append(FaultMark(label, int(emulator.stats()["accepted_events"]), bound, misses=misses))
 
     producer = _ProducerThread(broker.bootstrap, topic, settings)
     producer.start()
@@ -381,8 +391,8 @@ def run_chaos(
                 dlq_restored = True
             if not producer.done.is_set() and elapsed >= next_kill:
                 i = rng.randrange(settings.replicas)
-                bound = _in_flight_bound(ports[i])
-                mark(f"{elapsed:5.0f}s SIGKILL replica {i}", bound)
+                bound, misses = _in_flight_bound(ports[i])
+                mark(f"{elapsed:5.0f}s SIGKILL replica {i}", bound, misses)
                 replicas[i].stop(signal.SIGKILL, timeout=10)
                 restart(i)
                 next_kill += settings.kill_every_s
