@@ -96,6 +96,7 @@ def test_a_revoke_commits_the_finished_set_and_the_next_owner_sends_only_the_res
         transport = HoldingTransport()
         cfg = runtime_config(shutdown={"timeout_s": 0.2}, kafka={"commit_interval_ms": 3_600_000})
         async with Harness(cfg, transport) as h:  # only the revoke commits
+            h.app.committer.last = asyncio.get_running_loop().time()  # the next periodic one is an hour away
             await h.source.assign([TP])
             h.source.append(TP, [event("a"), event("held"), event("b"), event("c")])
             await wait_for(lambda: len(h.transport.accepted) == 3, what="all but the held one sent")
