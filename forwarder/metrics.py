@@ -99,6 +99,34 @@ class Metrics:
             "Current client-side limit of PutEvents calls/s (0: none); lowered by throttling.",
             registry=r,
         )
+        self.messages_skipped = Counter(
+            "forwarder_messages_skipped",
+            "Messages taken and not sent, by reason (finished_before: finished by a previous owner, "
+            "read from the commit metadata).",
+            ["reason"],
+            registry=r,
+        )
+        self.commit_metadata_misses = Counter(
+            "forwarder_commit_metadata_misses",
+            "Partition commits whose finished offsets did not fit in the metadata (plain offset committed).",
+            registry=r,
+        )
+        self.commit_metadata_unreadable = Counter(
+            "forwarder_commit_metadata_unreadable",
+            "Assigned partitions whose committed metadata could not be read (ignored).",
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "forwarder_commit_seconds",
+            "Duration of periodic offset commits (one synchronous call to the group coordinator).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.finished_uncommitted = Gauge(
+            "forwarder_finished_uncommitted_messages",
+            "Messages finished here that no accepted commit covers yet (a crash now sends them again).",
+            registry=r,
+        )
         self.outage = Gauge(
             "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
         )

@@ -25,24 +25,55 @@ commit's metadata should carry.
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
-from forwarder.commit_metadata import FinishedOffsets
+from forwarder.commit_metadata import DEFAULT_BUDGET, FinishedOffsets, encode
 
 TopicPartitionKey = tuple[str, int]
+
+
+class PlannedCommit(NamedTuple):
+    """One partition's commit: its position, the state's commit key then, the metadata (``""`` when
+    nothing above is finished, None when the set did not fit) and how many offsets the set holds."""
+
+    position: int
+    key: tuple[int, int]
+    metadata: str | None
+    finished: int
 
 
 class PartitionOffsets:
     """Unfinished messages of one partition, for one assignment of it."""
 
-    __slots__ = ("_finished", "_next", "_pending", "_seed", "_seed_i", "_skip_end", "committed", "tp")
+    __slots__ = (
+        "_finished",
+        "_next",
+        "_pending",
+        "_seed",
+        "_seed_i",
+        "_skip_end",
+        "committed",
+        "committed_finished",
+        "committed_key",
+        "tp",
+    )
 
-    def __init__(self, tp: TopicPartitionKey, finished: FinishedOffsets | None = None) -> None:
-        """State for a new assignment; ``finished`` are offsets known finished already (never sent)."""
+    def __init__(
+        self,
+        tp: TopicPartitionKey,
+        finished: FinishedOffsets | None = None,
+        committed: int | None = None,
+    ) -> None:
+        """State for a new assignment; ``finished`` are offsets known finished already (never sent);
+        ``committed`` is the group's committed offset when it was read at assignment."""
         self.tp = tp
         self._pending: deque[int] = deque()  # tracked, in order; the head is the lowest unfinished
         self._finished: set[int] = set()  # finished but behind an unfinished one
         self._next: int | None = None  # one past the highest tracked offset
-        self.committed: int | None = None  # last position the broker accepted
+        self.committed: int | None = committed  # last position the broker accepted
+        self.committed_key: tuple[int, int] | None = None  # commit_key of the last accepted commit
+        # How many finished offsets the last accepted commit's metadata carried (0: none, or a miss).
+        self.committed_finished = len(finished) if finished and committed is not None else 0
         # The seed: ranges of offsets finished before this assignment, walked by a cursor as offsets
         # are tracked in increasing order. ``_skip_end`` is 0 without a seed, so track() pays one compare.
         self._seed = finished.ranges if finished else ()
@@ -138,6 +169,16 @@ class PartitionOffsets:
         """Messages taken and not finished."""
         return len(self._pending) - len(self._finished)
 
+    @property
+    def finished_uncommitted(self) -> int:
+        """An estimate, O(1): messages finished here that no accepted commit covers (neither below its
+        offset nor in its metadata). A crash now sends them again. Counts offsets, so gaps in the log
+        (transaction markers, compaction) make it an upper bound."""
+        nxt, base = self._next, self.committed
+        if nxt is None or base is None or nxt <= base:
+            return 0
+        return max(0, nxt - base - self.unfinished - self.committed_finished)
+
 
 class OffsetTracker:
     """The partitions assigned to this replica and their unfinished messages."""
@@ -145,15 +186,20 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[TopicPartitionKey, PartitionOffsets] = {}
 
-    def assign(self, tp: TopicPartitionKey, finished: FinishedOffsets | None = None) -> PartitionOffsets:
+    def assign(
+        self,
+        tp: TopicPartitionKey,
+        finished: FinishedOffsets | None = None,
+        committed: int | None = None,
+    ) -> PartitionOffsets:
         """Start tracking a partition (on assignment); an existing state is kept.
 
         ``finished``: offsets above the committed one already finished (from the commit metadata); a
-        new state skips them as they are taken.
+        new state skips them as they are taken. ``committed``: the group's committed offset, if read.
         """
         state = self._parts.get(tp)
         if state is None:
-            state = self._parts[tp] = PartitionOffsets(tp, finished)
+            state = self._parts[tp] = PartitionOffsets(tp, finished, committed)
         return state
 
     def drop(self, tp: TopicPartitionKey) -> None:
@@ -185,6 +231,40 @@ class OffsetTracker:
             state = self._parts.get(tp)
             if state is not None and (state.committed is None or pos > state.committed):
                 state.committed = pos
+
+    def commit_plan(
+        self, only: set[TopicPartitionKey] | None = None, budget: int = DEFAULT_BUDGET
+    ) -> dict[TopicPartitionKey, PlannedCommit]:
+        """What to commit: each partition whose :attr:`PartitionOffsets.commit_key` differs from its last
+        accepted commit's (the position moved, or only the finished set above it grew), with the
+        metadata :func:`forwarder.commit_metadata.encode` gives for it (None when it does not fit in
+        ``budget``: commit the plain offset). For the commit path: O(unfinished) per partition.
+        """
+        out: dict[TopicPartitionKey, PlannedCommit] = {}
+        for tp, state in self._parts.items():
+            if only is not None and tp not in only:
+                continue
+            key = state.commit_key
+            if key is None or key == state.committed_key:
+                continue
+            pos = key[0]
+            finished = state.finished_above()
+            out[tp] = PlannedCommit(pos, key, encode(pos, finished, budget), len(finished))
+        return out
+
+    def mark_committed_plan(self, plan: dict[TopicPartitionKey, PlannedCommit]) -> None:
+        """Record planned commits the broker accepted: their positions, keys and what metadata carried."""
+        for tp, planned in plan.items():
+            state = self._parts.get(tp)
+            if state is None or (state.committed is not None and planned.position < state.committed):
+                continue  # a late, older acknowledgement never moves a partition back
+            state.committed = planned.position
+            state.committed_key = planned.key
+            state.committed_finished = planned.finished if planned.metadata is not None else 0
+
+    def finished_uncommitted(self) -> int:
+        """Sum of :attr:`PartitionOffsets.finished_uncommitted` (an estimate of what a crash repeats)."""
+        return sum(s.finished_uncommitted for s in self._parts.values())
 
     def partitions(self) -> list[TopicPartitionKey]:
         """Partitions currently assigned."""

@@ -60,6 +60,7 @@ class KafkaConfig(_Section):
         default="classic",
         description="`classic` with the cooperative-sticky assignor, or `consumer` (KIP-848, Kafka 4+).",
     )
+    group_instance_id: str | None = None
     client: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for the consumer and the dead-letter producer "
@@ -69,7 +70,10 @@ class KafkaConfig(_Section):
         default=1000, ge=1, le=100_000, description="Most messages taken from the client per poll."
     )
     commit_interval_ms: int = Field(
-        default=1000, ge=10, description="How often finished offsets are committed (off the event loop)."
+        default=200,
+        ge=10,
+        description="How often finished offsets (and the finished set above them) are committed; "
+        "a crash repeats what finished since the last commit (docs/operations.md, Commit interval).",
     )
 
     @field_validator("topics", mode="before")

@@ -25,7 +25,8 @@ It serves the five write operations of ``personalize-events`` (:data:`SERVED`: `
    ``ResourceInUseException``;
 9. the quota (``quota_rps``, or the operation's own in ``operation_quota_rps``; when > 0): a token bucket
    per operation and target (that many calls per second, bursts up to as many calls); past it, 400
-   ``ThrottlingException``;
+   ``ThrottlingException``; a call whose ``sessionId`` is in ``throttle_session_ids`` gets the same answer
+   every time (one session held back, the others not);
 10. success: the body, with ``"operation": "<Name>"`` put first, is appended to the record file as one
     line and flushed, then 200 ``{}``.
 
@@ -59,7 +60,13 @@ SIGNING_NAME: Final = "personalize"
 _AUTH_SCHEME: Final = "AWS4-HMAC-SHA256 "
 _RATE_FIELDS: Final = ("throttle_rate", "error_rate", "drop_rate", "spike_rate")
 _NON_NEGATIVE_FIELDS: Final = ("latency_ms", "latency_jitter_ms", "spike_ms", "quota_rps")
-_ID_SET_FIELDS: Final = ("tracking_ids", "dataset_arns", "reject_item_ids", "datasets_in_use")
+_ID_SET_FIELDS: Final = (
+    "tracking_ids",
+    "dataset_arns",
+    "reject_item_ids",
+    "datasets_in_use",
+    "throttle_session_ids",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +141,8 @@ class Faults:
     ``tracking_ids`` ``None`` means any tracking id exists, ``dataset_arns`` ``None`` any dataset ARN;
     ``reject_item_ids`` lists item ids whose presence in a call (an event's or an item's ``itemId``) makes
     the service reject the whole call; ``datasets_in_use`` lists dataset ARNs that answer 409
-    ``ResourceInUseException`` (a busy dataset).
+    ``ResourceInUseException`` (a busy dataset); ``throttle_session_ids`` lists session ids whose
+    calls are always throttled.
     """
 
     throttle_rate: float = 0.0
@@ -151,6 +159,7 @@ class Faults:
     dataset_arns: frozenset[str] | None = None
     datasets_in_use: frozenset[str] = frozenset()
     operation_quota_rps: tuple[tuple[str, float], ...] = ()
+    throttle_session_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -164,6 +173,7 @@ class Faults:
         if self.dataset_arns is not None:
             _id_set("dataset_arns", self.dataset_arns)
         _id_set("reject_item_ids", self.reject_item_ids)
+        _id_set("throttle_session_ids", self.throttle_session_ids)
         _id_set("datasets_in_use", self.datasets_in_use)
         _operation_quotas("operation_quota_rps", self.operation_quota_rps)
 
@@ -203,6 +213,10 @@ class Faults:
         kwargs["dataset_arns"] = None if dataset_arns is None else _id_set("dataset_arns", dataset_arns)
         reject = current["reject_item_ids"]
         kwargs["reject_item_ids"] = frozenset() if reject is None else _id_set("reject_item_ids", reject)
+        held = current["throttle_session_ids"]
+        kwargs["throttle_session_ids"] = (
+            frozenset() if held is None else _id_set("throttle_session_ids", held)
+        )
         in_use = current["datasets_in_use"]
         kwargs["datasets_in_use"] = frozenset() if in_use is None else _id_set("datasets_in_use", in_use)
         quotas = current["operation_quota_rps"]
@@ -538,6 +552,9 @@ class Emulator:
         if quota and not self._take_token((served.name, target), quota):
             stats.throttled += 1
             stats.quota_throttled += 1
+            return _THROTTLED
+        if faults.throttle_session_ids and body.get("sessionId") in faults.throttle_session_ids:
+            stats.throttled += 1
             return _THROTTLED
         return None
 

@@ -1,13 +1,17 @@
 """Committer: when to commit, and what.
 
-What: only tracker positions (:meth:`forwarder.offsets.OffsetTracker.commit_positions`), i.e. each
-partition up to its lowest unfinished offset, and only those that moved since the last accepted commit.
+What: the tracker's plan (:meth:`forwarder.offsets.OffsetTracker.commit_plan`): each partition up to its
+lowest unfinished offset, with the finished offsets above it in the commit metadata (issue #14), and
+only partitions whose commit changed since the last accepted one (the position moved, or only the
+finished set grew). A set too large for the metadata is committed as the plain offset and counted in
+``forwarder_commit_metadata_misses_total``.
 When: :class:`CommitPolicy` says (every ``interval_s``, one commit at a time, none while a rebalance runs:
 the consumer thread is then serving the rebalance, which commits the revoked partitions itself).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from forwarder.metrics import Metrics
@@ -47,18 +51,26 @@ class Committer:
         return True
 
     async def commit(self) -> dict[TopicPartitionKey, int]:
-        """Commit every position that moved; return those the broker accepted."""
+        """Commit every partition whose commit changed, with its metadata; return the positions the
+        broker accepted."""
         if self._source.rebalancing:
             return {}
-        positions = self._tracker.commit_positions()
-        if not positions:
+        plan = self._tracker.commit_plan()
+        if not plan:
             return {}
+        positions = {tp: planned.position for tp, planned in plan.items()}
+        metadata = {tp: planned.metadata for tp, planned in plan.items() if planned.metadata}
+        misses = sum(planned.metadata is None for planned in plan.values())
+        if misses:
+            self._metrics.commit_metadata_misses.inc(misses)
         self.running = True
+        started = time.perf_counter()
         try:
-            done = await self._source.commit(positions)
+            done = await self._source.commit(positions, metadata)
         finally:
             self.running = False
-        self._tracker.mark_committed(done)
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._tracker.mark_committed_plan({tp: plan[tp] for tp in done if tp in plan})
         for (topic, partition), offset in done.items():
             self._metrics.committed_offset.labels(topic, str(partition)).set(offset)
         return done

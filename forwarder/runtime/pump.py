@@ -3,7 +3,9 @@ dispatch, and re-apply flow control after every poll.
 
 Every message taken is tracked (:meth:`forwarder.offsets.PartitionOffsets.track`) before anything else
 happens to it, and travels in an :class:`~forwarder.outcome.Envelope` with its commit coordinates until it
-is finished: accepted, dead-lettered and acknowledged, or skipped by a replay's filter. A message of a
+is finished: accepted, dead-lettered and acknowledged, or skipped by a replay's filter. A message the
+tracker says was finished before (seeded from the commit metadata at assignment) is counted as skipped
+and goes no further. A message of a
 partition no longer assigned here (revoked while the poll was served) is not taken: the new owner reads it.
 
 Holding (registry formats, :mod:`forwarder.formats`): a message whose schema id was not read yet is decoded
@@ -126,7 +128,7 @@ class Pump:
         hooks = self._hooks
         prepare = hooks.prepare if hooks is not None else None
         needs_registry = self._decoder.needs_registry
-        both = 0
+        both = skipped = 0
         taken = len(messages) - start
         for index in range(start, len(messages)):
             consumed = messages[index]
@@ -140,7 +142,9 @@ class Pump:
             if hooks is not None and not hooks.accept(consumed):
                 continue
             offset = consumed.offset() or 0
-            origin.track(offset)
+            if origin.track(offset):
+                skipped += 1  # finished by a previous owner (commit metadata): never sent again
+                continue
             msg = consumed if prepare is None else prepare(consumed)
             if msg is None:
                 origin.finish(offset)  # not for this run (a replay's filter): nothing to do
@@ -172,6 +176,8 @@ class Pump:
         self._metrics.messages_consumed.inc(taken)
         if both:
             self._metrics.both_impression_kinds.inc(both)
+        if skipped:
+            self._metrics.messages_skipped.labels("finished_before").inc(skipped)
 
     def _route(self, source: Envelope, decoded: Event | Reason) -> None:
         """A decoded message to the batcher (a full batch dispatched), or a rejection to the dead letters."""

@@ -1,9 +1,11 @@
 """Rebalance: partitions assigned, revoking, revoked and lost.
 
-- assigned: the partition is tracked from now on;
+- assigned: the partition is tracked from now on, seeded with the offsets above its committed one that
+  the previous owner had finished (the commit metadata, :mod:`forwarder.commit_metadata`); metadata that
+  does not decode for that committed offset (another tool's, another format) is ignored with a warning;
 - revoking: flush, and wait (bounded by ``shutdown.timeout_s``, 2 s when the replica is stopping) until
   the revoked partitions' messages are finished; return their positions, which the source commits
-  before letting them go. The wait is :meth:`forwarder.runtime.dispatch.Dispatcher.drain`, the same one
+  before letting them go, each with the finished offsets above it as metadata. The wait is :meth:`forwarder.runtime.dispatch.Dispatcher.drain`, the same one
   the shutdown uses;
 - revoked / lost: forget the partitions and their buffered events. Lost ones are not committed (another
   member may own them already); late outcomes of their messages land on the detached partition state and
@@ -15,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from forwarder.consume import Partitions, RebalanceHandler
+from forwarder.commit_metadata import FinishedOffsets, UnreadableMetadata, decode
+from forwarder.consume import Committed, Partitions, RebalanceHandler
 from forwarder.metrics import Metrics
-from forwarder.offsets import OffsetTracker, TopicPartitionKey
+from forwarder.offsets import OffsetTracker, PlannedCommit, TopicPartitionKey
 from forwarder.runtime.dispatch import Dispatcher
 from forwarder.runtime.supervisor import Supervisor
 
@@ -27,6 +30,8 @@ STOPPING_REVOKE_BUDGET_S = 2.0  # a revoke during shutdown: the shutdown has alr
 
 class Rebalancer(RebalanceHandler):
     """Keeps the assignment, the tracker and the batcher in step with the group."""
+
+    reads_committed = True  # new partitions come with their committed offset and metadata
 
     def __init__(
         self,
@@ -42,14 +47,49 @@ class Rebalancer(RebalanceHandler):
         self._supervisor = supervisor
         self._timeout_s = timeout_s
         self.assignment: set[TopicPartitionKey] = set()
+        self._revoke_plan: dict[TopicPartitionKey, PlannedCommit] = {}
 
     async def assigned(self, partitions: Partitions) -> None:
-        """Track newly assigned partitions."""
+        """Track newly assigned partitions (nothing known of what was finished before)."""
+        await self.assigned_committed(partitions, {})
+
+    async def assigned_committed(
+        self, partitions: Partitions, committed: dict[TopicPartitionKey, Committed]
+    ) -> None:
+        """Track newly assigned partitions, each seeded with what its commit metadata says is finished."""
         for tp in partitions:
-            self._tracker.assign(tp)
+            c = committed.get(tp)
+            offset = c.offset if c is not None else None
+            finished = self._seed(tp, c) if c is not None else None
+            self._tracker.assign(tp, finished, offset)
             self.assignment.add(tp)
         self._metrics.rebalances.labels("assign").inc()
         self._metrics.assigned_partitions.set(len(self.assignment))
+
+    def _seed(self, tp: TopicPartitionKey, committed: Committed) -> FinishedOffsets | None:
+        if committed.offset is None or not committed.metadata:
+            return None
+        try:
+            finished = decode(committed.metadata, committed.offset)
+        except UnreadableMetadata as exc:
+            self._metrics.commit_metadata_unreadable.inc()
+            log.warning(
+                "%s[%d]: commit metadata at offset %d ignored (%s): every message from there is sent",
+                tp[0],
+                tp[1],
+                committed.offset,
+                exc,
+            )
+            return None
+        if finished:
+            log.info(
+                "%s[%d]: %d messages above offset %d were finished before: skipped",
+                tp[0],
+                tp[1],
+                len(finished),
+                committed.offset,
+            )
+        return finished
 
     async def revoking(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
         """Flush, wait for the revoked partitions' messages to finish (bounded), return their positions."""
@@ -66,7 +106,24 @@ class Rebalancer(RebalanceHandler):
                 left,
                 budget,
             )
-        return self._tracker.commit_positions(only=revoked)
+        plan = self._tracker.commit_plan(only=revoked)
+        misses = sum(planned.metadata is None for planned in plan.values())
+        if misses:
+            self._metrics.commit_metadata_misses.inc(misses)
+        self._revoke_plan = plan
+        return {tp: planned.position for tp, planned in plan.items()}
+
+    async def revoking_metadata(
+        self, positions: dict[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, str]:
+        """The metadata planned with the positions :meth:`revoking` returned (the same snapshot)."""
+        plan, self._revoke_plan = self._revoke_plan, {}
+        out: dict[TopicPartitionKey, str] = {}
+        for tp, pos in positions.items():
+            planned = plan.get(tp)
+            if planned is not None and planned.position == pos and planned.metadata:
+                out[tp] = planned.metadata
+        return out
 
     async def revoked(self, partitions: Partitions) -> None:
         """Forget revoked partitions and any of their events still buffered."""

@@ -4,12 +4,16 @@
 Contract (the one KafkaConsumer keeps):
 - partitions come and go through the :class:`~forwarder.consume.RebalanceHandler` the source was built
   with; its coroutines run on the event loop, served from inside :meth:`Source.consume`;
-- on revoke the source commits the positions ``revoking`` returned before the partitions are let go;
+- on assignment a handler with ``reads_committed`` gets each new partition's committed offset and
+  metadata (``assigned_committed``) before any message of it is returned;
+- on revoke the source commits the positions ``revoking`` returned, with the metadata
+  ``revoking_metadata`` gives for them, before the partitions are let go;
 - :meth:`Source.commit` commits only partitions still assigned, and returns those the broker accepted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from confluent_kafka import Message
@@ -30,8 +34,12 @@ class Source(Protocol):
         """Up to ``max_messages`` within ``timeout`` seconds; ``paused`` pauses every assigned partition
         (polling goes on, so the group keeps this member)."""
 
-    async def commit(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
-        """Commit positions; return those accepted."""
+    async def commit(
+        self,
+        positions: dict[TopicPartitionKey, int],
+        metadata: Mapping[TopicPartitionKey, str] | None = None,
+    ) -> dict[TopicPartitionKey, int]:
+        """Commit positions, each with its metadata string if given; return those accepted."""
 
     async def watermarks(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         """High watermarks known for the partitions."""

@@ -9,12 +9,12 @@ Time is bounded everywhere: :meth:`FakeSource.consume` waits at most its timeout
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Message
 
 from forwarder.config import Config
-from forwarder.consume import Partitions, RebalanceHandler
+from forwarder.consume import Committed, Partitions, RebalanceHandler
 from forwarder.decode import Event, SessionKey
 from forwarder.offsets import TopicPartitionKey
 from forwarder.outcome import Reason
@@ -33,7 +33,10 @@ class FakeSource:
         self.logs: dict[TopicPartitionKey, list[Message]] = {}  # every message appended, by partition
         self._read: dict[TopicPartitionKey, int] = {}  # next index to hand out, by partition
         self.committed: dict[TopicPartitionKey, int] = {}
+        self.metadata: dict[TopicPartitionKey, str] = {}  # committed metadata ("" when none was given)
         self.commits: list[dict[TopicPartitionKey, int]] = []  # every commit call's accepted positions
+        # every commit call's accepted partitions with their (position, metadata)
+        self.commit_log: list[dict[TopicPartitionKey, tuple[int, str]]] = []
         self.polls_paused = 0  # consume calls made with paused=True
         self.closed = False
 
@@ -46,11 +49,20 @@ class FakeSource:
             log.append(Message(topic=tp[0], partition=tp[1], offset=len(log), value=value))
 
     async def assign(self, partitions: Partitions) -> None:
-        """Assign partitions; reading resumes from the committed position."""
+        """Assign partitions; reading resumes from the committed position. A handler with
+        ``reads_committed`` gets the committed offset and metadata of those the group committed."""
         for tp in partitions:
             self.assignment.add(tp)
             self._read[tp] = self.committed.get(tp, 0)
-        await self._handler.assigned(partitions)
+        if self._handler.reads_committed:
+            committed = {
+                tp: Committed(self.committed[tp], self.metadata.get(tp, ""))
+                for tp in partitions
+                if tp in self.committed
+            }
+            await self._handler.assigned_committed(partitions, committed)
+        else:
+            await self._handler.assigned(partitions)
 
     async def revoke(self, partitions: Partitions) -> dict[TopicPartitionKey, int]:
         """Revoke partitions the way the Kafka consumer does: the handler drains and returns positions,
@@ -58,7 +70,7 @@ class FakeSource:
         self.rebalancing = True
         try:
             positions = await self._handler.revoking(partitions)
-            done = self._commit(positions)
+            done = self._commit(positions, await self._handler.revoking_metadata(positions))
             await self._handler.revoked(partitions)
         finally:
             self.rebalancing = False
@@ -94,16 +106,27 @@ class FakeSource:
             await asyncio.sleep(0)  # a real poll yields to the loop too
         return out
 
-    def _commit(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+    def _commit(
+        self,
+        positions: dict[TopicPartitionKey, int],
+        metadata: Mapping[TopicPartitionKey, str] | None = None,
+    ) -> dict[TopicPartitionKey, int]:
         done = {tp: pos for tp, pos in positions.items() if tp in self.assignment}
+        meta = metadata or {}
         self.committed.update(done)
+        self.metadata.update({tp: meta.get(tp, "") for tp in done})
         if done:
             self.commits.append(done)
+            self.commit_log.append({tp: (pos, meta.get(tp, "")) for tp, pos in done.items()})
         return done
 
-    async def commit(self, positions: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
-        """Commit the positions of partitions still assigned."""
-        return self._commit(positions)
+    async def commit(
+        self,
+        positions: dict[TopicPartitionKey, int],
+        metadata: Mapping[TopicPartitionKey, str] | None = None,
+    ) -> dict[TopicPartitionKey, int]:
+        """Commit the positions (with their metadata) of partitions still assigned."""
+        return self._commit(positions, metadata)
 
     async def watermarks(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         """The log ends."""

@@ -79,5 +79,6 @@ class Ticker:
         metrics = self._metrics
         metrics.buffered_events.set(dispatcher.batcher.buffered)
         metrics.in_flight_events.set(dispatcher.in_flight_events)
+        metrics.finished_uncommitted.set(self._tracker.finished_uncommitted())
         metrics.paused_partitions.set(self._source.paused_partitions)
         metrics.rate_limit.set(dispatcher.sender.limiter.rate or 0)

@@ -24,6 +24,9 @@ def main() -> int:
     parser.add_argument("--produce-seconds", type=float, default=90.0)
     parser.add_argument("--kill-every", type=float, default=10.0)
     parser.add_argument("--time-limit", type=float, default=540.0)
+    parser.add_argument(
+        "--commit-interval-ms", type=int, help="kafka.commit_interval_ms (default: the forwarder's)"
+    )
     parser.add_argument("--kafka-port", default=os.environ.get("CHAOS_KAFKA_PORT", "39092"))
     args = parser.parse_args()
 
@@ -39,6 +42,7 @@ def main() -> int:
         produce_seconds=args.produce_seconds,
         kill_every_s=args.kill_every,
         time_limit_s=args.time_limit,
+        commit_interval_ms=args.commit_interval_ms,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="chaos-") as work:
@@ -56,6 +60,8 @@ def main() -> int:
     print(f"emulator: {result.emulator_stats}")
     print()
     print(result.table())
+    print()
+    print(result.fault_table())
     if result.lost:
         print(f"\nLOST {result.lost} events, e.g. {result.lost_ids}", file=sys.stderr)
         return 1

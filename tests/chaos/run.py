@@ -14,10 +14,18 @@ connections and adds latency spikes. Meanwhile:
 
 At the end it reads the emulator's record file and the dead-letter topic and prints one table. ``lost`` is
 the produced ids found neither accepted nor dead-lettered; the run fails if it is above zero.
+
+Repeats per kill: just before each SIGKILL the replica's /metrics are scraped for the *in-flight bound*,
+the events in PutEvents calls plus the messages finished that no accepted commit covers yet
+(``forwarder_in_flight_events`` + ``forwarder_finished_uncommitted_messages``): the fewest repeats that
+kill can cause. Each repeat (an id accepted again) is counted against the last fault before it, by its
+place in the emulator's record (the accepted-events count when the fault was injected).
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import json
 import random
 import signal
@@ -38,8 +46,10 @@ from tests.harness import (
     ForwarderConfig,
     ForwarderProcess,
     create_topic,
+    free_port,
     fully_committed,
     read_topic,
+    scrape,
     start_emulator,
     start_forwarder,
     unique,
@@ -71,6 +81,7 @@ class ChaosSettings:
     restart_broker: bool = True
     dead_letter_down_s: float = 15.0
     seed: int = 11
+    commit_interval_ms: int | None = None  # None: the forwarder's default
 
 
 @dataclass
@@ -79,6 +90,50 @@ class BrokerControl:
 
     bootstrap: str
     restart: Callable[[], None] | None = None
+
+
+@dataclass
+class FaultMark:
+    """A fault, where the emulator's record stood when it was injected, and the replica's in-flight
+    bound just before (None when not a kill, or the scrape failed); ``repeats`` is filled at the end."""
+
+    label: str
+    accepted_at: int
+    bound: tuple[int, int] | None = None  # (events in flight, messages finished and not committed)
+    repeats: int = 0
+    misses: int | None = None  # the killed replica's commits whose finished set did not fit the metadata
+
+
+def _in_flight_bound(port: int) -> tuple[tuple[int, int] | None, int | None]:
+    """(events in flight, messages finished and not committed), and the commit metadata misses so far."""
+    try:
+        metrics = scrape(port)
+    except OSError:
+        return None, None
+    in_flight = metrics.get("forwarder_in_flight_events")
+    finished = metrics.get("forwarder_finished_uncommitted_messages")
+    misses = metrics.get("forwarder_commit_metadata_misses_total")
+    if in_flight is None or finished is None:
+        return None, None
+    return (int(in_flight), int(finished)), None if misses is None else int(misses)
+
+
+def _attribute_repeats(uids: list[str], marks: list[FaultMark]) -> int:
+    """Count each repeat against the last mark at or before its place in the record; return the repeats
+    before the first mark."""
+    seen: set[str] = set()
+    before = 0
+    starts = [m.accepted_at for m in marks]
+    for index, uid in enumerate(uids):
+        if uid not in seen:
+            seen.add(uid)
+            continue
+        i = bisect.bisect_right(starts, index) - 1
+        if i < 0:
+            before += 1
+        else:
+            marks[i].repeats += 1
+    return before
 
 
 @dataclass
@@ -95,6 +150,8 @@ class ChaosResult:
     wall_s: float
     faults: list[str] = field(default_factory=list)
     emulator_stats: dict[str, Any] = field(default_factory=dict)
+    marks: list[FaultMark] = field(default_factory=list)
+    repeats_before_faults: int = 0
 
     @property
     def duplicates(self) -> int:
@@ -115,9 +172,30 @@ class ChaosResult:
             ("mean events per call", f"{per_call:.2f}"),
             ("wall time", f"{self.wall_s:.0f} s"),
         ]
+        kills = [m for m in self.marks if "SIGKILL" in m.label]
+        bounded = [m for m in kills if m.bound is not None]
+        if kills:
+            per_kill = sum(m.repeats for m in kills) / len(kills)
+            rows.append(("repeats per kill (mean)", f"{per_kill:.0f}"))
+        if bounded:
+            bound = sum(sum(m.bound or ()) for m in bounded) / len(bounded)
+            rows.append(("in-flight bound per kill (mean)", f"{bound:.0f}"))
         width = max(len(k) for k, _ in rows)
         lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
         lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
+        return "\n".join(lines)
+
+    def fault_table(self) -> str:
+        """Per fault: the in-flight bound just before it (kills) and the repeats counted against it."""
+        lines = [
+            "| fault | in-flight bound (in flight + finished uncommitted) | metadata misses | repeats after |",
+            "|---|---|---|---|",
+        ]
+        lines.append(f"| (before any fault) | | | {self.repeats_before_faults} |")
+        for m in self.marks:
+            bound = "" if m.bound is None else f"{sum(m.bound)} ({m.bound[0]} + {m.bound[1]})"
+            misses = "" if m.misses is None else str(m.misses)
+            lines.append(f"| {m.label.strip()} | {bound} | {misses} | {m.repeats} |")
         return "\n".join(lines)
 
 
@@ -233,7 +311,9 @@ def run_chaos(
         emulator.url,
         client={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
         extra={
-            "kafka": {"commit_interval_ms": 500},
+            "kafka": {}
+            if settings.commit_interval_ms is None
+            else {"commit_interval_ms": settings.commit_interval_ms},
             "personalize": {"max_in_flight": 32, "transport": "fast"},
             "batching": {"linger_ms": 100},
             "retry": {
@@ -247,17 +327,28 @@ def run_chaos(
             "logging": {"level": "WARNING"},
         },
     )
-    replicas: list[ForwarderProcess] = [
-        start_forwarder(work_dir, cfg, name=f"replica-{i}-0") for i in range(settings.replicas)
-    ]
+    ports = [free_port() for _ in range(settings.replicas)]
+
+    def start(i: int, generation: int) -> ForwarderProcess:
+        # Each replica serves /metrics on its own port: the in-flight bound is read there before a kill.
+        own = dataclasses.replace(cfg, extra={**cfg.extra, "observability": {"port": ports[i]}})
+        return start_forwarder(work_dir, own, name=f"replica-{i}-{generation}")
+
+    replicas: list[ForwarderProcess] = [start(i, 0) for i in range(settings.replicas)]
     generation = [0] * settings.replicas
     faults: list[str] = []
+    marks: list[FaultMark] = []
+
+    def mark(label: str, bound: tuple[int, int] | None = None, misses: int | None = None) -> None:
+        faults.append(label)
+        marks.append(FaultMark(label, int(emulator.stats()["accepted_events"]), bound, misses=misses))
+
     producer = _ProducerThread(broker.bootstrap, topic, settings)
     producer.start()
 
     def restart(i: int) -> None:
         generation[i] += 1
-        replicas[i] = start_forwarder(work_dir, cfg, name=f"replica-{i}-{generation[i]}")
+        replicas[i] = start(i, generation[i])
 
     sigterm_at = settings.produce_seconds * 0.3
     broker_at = settings.produce_seconds * 0.5
@@ -275,8 +366,10 @@ def run_chaos(
                 break
             if not done_sigterm and elapsed >= sigterm_at:
                 i = rng.randrange(settings.replicas)
+                accepted_now = int(emulator.stats()["accepted_events"])
                 code = replicas[i].stop(signal.SIGTERM, timeout=60)
                 faults.append(f"{elapsed:5.0f}s SIGTERM replica {i}: exit {code}")
+                marks.append(FaultMark(faults[-1], accepted_now))
                 if code != 0:
                     raise AssertionError(
                         f"SIGTERM'd replica exited {code}:\n{replicas[i].log_text()[-3000:]}"
@@ -285,7 +378,7 @@ def run_chaos(
                 done_sigterm = True
             if can_restart and not done_broker and elapsed >= broker_at:
                 assert broker.restart is not None
-                faults.append(f"{elapsed:5.0f}s broker stopped and started on the same data")
+                mark(f"{elapsed:5.0f}s broker stopped and started on the same data")
                 broker.restart()
                 done_broker = True
             if not dlq_down and elapsed >= dlq_down_at:
@@ -298,8 +391,9 @@ def run_chaos(
                 dlq_restored = True
             if not producer.done.is_set() and elapsed >= next_kill:
                 i = rng.randrange(settings.replicas)
+                bound, misses = _in_flight_bound(ports[i])
+                mark(f"{elapsed:5.0f}s SIGKILL replica {i}", bound, misses)
                 replicas[i].stop(signal.SIGKILL, timeout=10)
-                faults.append(f"{elapsed:5.0f}s SIGKILL replica {i}")
                 restart(i)
                 next_kill += settings.kill_every_s
             planned_done = done_sigterm and dlq_restored and (done_broker or not can_restart)
@@ -328,7 +422,9 @@ def run_chaos(
         emulator.stop()
         producer.join(timeout=60)
 
-    accepted = Counter(uid for ev in emulator.events() if (uid := _uid(ev)) is not None)
+    uids = [uid for ev in emulator.events() if (uid := _uid(ev)) is not None]
+    accepted = Counter(uids)
+    before_faults = _attribute_repeats(uids, marks)
     dead = set()
     for message in read_topic(broker.bootstrap, dlq, timeout=30):
         key = (message.key() or b"").decode("utf-8", "replace")
@@ -351,4 +447,6 @@ def run_chaos(
         wall_s=time.monotonic() - started,
         faults=faults,
         emulator_stats=emulator_stats,
+        marks=marks,
+        repeats_before_faults=before_faults,
     )

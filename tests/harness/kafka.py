@@ -220,6 +220,17 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def committed_metadata(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, str]]:
+    """The group's committed offset and commit metadata of each partition of a topic."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(topic, timeout=10).topics[topic]
+        tps = consumer.committed([TopicPartition(topic, p) for p in md.partitions], timeout=10)
+        return {tp.partition: (tp.offset, tp.metadata or "") for tp in tps}
+    finally:
+        consumer.close()
+
+
 def fully_committed(bootstrap: str, group: str, topic: str) -> bool:
     """Whether the group committed every partition to its end (an empty partition needs no commit)."""
     ends = end_offsets(bootstrap, topic)

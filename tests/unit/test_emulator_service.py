@@ -148,3 +148,14 @@ def test_an_operation_quota_replaces_the_common_one_for_that_operation_only() ->
     for bad in ({"PutDeletes": 1}, {"PutItems": -1}, [1, 2]):
         with pytest.raises(InvalidSettingError, match=r"^operation_quota_rps"):
             emulator.apply_faults({"operation_quota_rps": bad})
+
+
+def test_a_held_session_is_throttled_every_time_and_the_others_go_through() -> None:
+    emulator = Emulator()
+    emulator.apply_faults({"throttle_session_ids": ["s"]})
+    assert emulator.faults.as_json()["throttle_session_ids"] == ["s"]
+    assert [_answer(emulator) for _ in range(3)] == [(400, "ThrottlingException")] * 3
+    assert _answer(emulator, BODY.replace(b'"s"', b'"s2"')) == (200, None)
+    emulator.apply_faults({"throttle_session_ids": None})
+    assert _answer(emulator) == (200, None)
+    assert (emulator.stats.throttled, emulator.stats.accepted_calls) == (3, 2)

@@ -218,3 +218,26 @@ def test_a_crash_hands_over_exactly_the_unfinished_messages(
         assert nxt.position == min(unfinished)
     else:
         assert pos == offsets[-1] + 1, "all finished: committed past the last one, nothing for the next owner"
+
+
+def test_commit_plan_carries_the_finished_set_and_the_crash_estimate_counts_what_no_commit_covers() -> None:
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0), FinishedOffsets.of([12]), committed=10)
+    assert part.committed_finished == 1, "the group's commit covered 12"
+    for offset in range(10, 16):
+        assert part.track(offset) == (offset == 12)
+    for offset in (11, 14):
+        part.finish(offset)
+    assert tracker.finished_uncommitted() == 2, "11 and 14 are finished and no commit covers them"
+    plan = tracker.commit_plan()
+    ((tp, planned),) = plan.items()
+    assert (tp, planned.position, planned.finished) == (("t", 0), 10, 3)
+    assert planned.metadata is not None
+    assert decode(planned.metadata, 10) == FinishedOffsets.of([11, 12, 14])
+    tracker.mark_committed_plan(plan)
+    assert tracker.finished_uncommitted() == 0
+    assert tracker.commit_plan() == {}, "nothing changed since"
+    part.finish(13)
+    assert tracker.commit_plan()[("t", 0)].position == 10, "a metadata-only change is planned"
+    assert tracker.finished_uncommitted() == 1
+    assert tracker.commit_plan(budget=4)[("t", 0)].metadata is None, "too large for the budget"
