@@ -8,7 +8,9 @@ Contract:
 - An environment variable ``FORWARDER__SECTION__KEY`` (``__`` between levels, case-insensitive) overrides
   the YAML value at ``section.key``. Inside ``kafka.client`` and ``dead_letter.producer`` the key's ``_``
   stand for librdkafka's ``.`` (``FORWARDER__KAFKA__CLIENT__SASL_PASSWORD`` sets ``sasl.password``), since
-  no librdkafka property has an underscore. Values starting with ``[`` or ``{`` are parsed as YAML.
+  no librdkafka property has an underscore. A value starting with ``[`` or ``{`` is parsed as YAML only
+  for a list or mapping key (``kafka.topics``); a string key (a password) takes the value verbatim.
+- No configuration error quotes a value: a problem names the key (and the variable), never its content.
 - Secrets (SASL passwords, keys) belong in the environment, not in the file; AWS credentials come from
   boto3's default chain and never appear here.
 """
@@ -178,8 +180,16 @@ class DeadLetterConfig(_Section):
 
     topic: NonEmptyStr = Field(description="Dead-letter topic.")
     producer: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra librdkafka properties for the dead-letter producer only."
+        default_factory=dict,
+        description="Extra librdkafka properties for the dead-letter producer only (`acks` must stay "
+        "all, idempotence on).",
     )
+
+    @field_validator("producer")
+    @classmethod
+    def _acknowledged_writes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A dead-letter write finishes a message (its offset may be committed): it must be acknowledged.
+        return check_dead_letter_producer(value)
 
 
 class MappingFields(_Section):
@@ -279,9 +289,31 @@ class Config(_Section):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
+    @model_validator(mode="after")
+    def _dead_letter_not_consumed(self) -> Config:
+        # Consuming the dead-letter topic would feed each poison message back in, without bound.
+        if self.dead_letter.topic in self.kafka.topics:
+            raise ValueError(
+                f"dead_letter.topic {self.dead_letter.topic} is also in kafka.topics: the forwarder would "
+                "consume its own dead letters; use another topic"
+            )
+        return self
+
+
+def check_dead_letter_producer(props: dict[str, Any]) -> dict[str, Any]:
+    """Refuse overrides that let a dead-letter write count as done without the broker's acknowledgement."""
+    for key in ("acks", "request.required.acks"):
+        if key in props and str(props[key]).strip().lower() not in ("all", "-1"):
+            raise ValueError(f"{key} must be all (or -1): a dead letter must be acknowledged by the broker")
+    idempotence = props.get("enable.idempotence")
+    if idempotence is not None and str(idempotence).strip().lower() in ("false", "0", "no", "off"):
+        raise ValueError("enable.idempotence cannot be turned off: retried dead letters would be duplicated")
+    return props
+
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:
     overrides: list[tuple[list[str], object]] = []
+    problems: list[str] = []
     for name, raw in environ.items():
         if not name.upper().startswith(ENV_PREFIX):
             continue
@@ -289,10 +321,35 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]
         if len(parts) >= 3 and tuple(parts[:2]) in PASSTHROUGH_PATHS:
             parts = [*parts[:2], ".".join(parts[2:]).replace("_", ".")]
         value: object = raw
-        if raw[:1] in ("[", "{"):
-            value = yaml.safe_load(raw)
+        if raw[:1] in ("[", "{") and _is_structured(parts):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                # YAML's message quotes the text, which may be a secret: name the variable only.
+                problems.append(f"{name}: not valid YAML (the value is not shown)")
+                continue
         overrides.append((parts, value))
+    if problems:
+        raise ConfigError(problems)
     return overrides
+
+
+def _is_structured(parts: list[str]) -> bool:
+    """Whether the key at ``parts`` holds a list or a mapping (so its environment value is YAML)."""
+    model: Any = Config
+    annotation: Any = None
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not fields:
+            return False  # inside a pass-through map: a librdkafka property, a scalar
+        name = next((f for f in fields if f.lower() == part), None)
+        if name is None:
+            return False  # unknown key: reported by validation, verbatim
+        annotation = fields[name].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return get_origin(annotation) in (list, dict) or (isinstance(annotation, type) and model is not None)
 
 
 def _apply(data: dict[str, Any], path: list[str], value: object) -> None:
