@@ -14,14 +14,12 @@ from forwarder.config import Config, ConfigError, LoggingConfig, load_config
 
 
 def setup_logging(cfg: LoggingConfig) -> None:
-    """Text or JSON lines on stderr, at the configured level."""
-    handler = logging.StreamHandler(sys.stderr)
-    if cfg.format == "json":
-        from forwarder.logs import JsonFormatter  # noqa: PLC0415 - only when asked for
+    """Text or JSON lines on stderr, at the configured level, credentials redacted."""
+    from forwarder.logs import JsonFormatter, RedactingFormatter  # noqa: PLC0415 - keep --help light
 
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = logging.StreamHandler(sys.stderr)
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(JsonFormatter() if cfg.format == "json" else text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(cfg.level)

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from forwarder.config import Config
 from forwarder.logs import kafka_logger
+from forwarder.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,13 @@ def header_list(message: Message) -> list[tuple[str, str | bytes | None]]:
 def dead_letter_headers(
     message: Message, stage: str, error_class: str, error_message: str, attempts: int
 ) -> list[tuple[str, str | bytes | None]]:
-    """The original headers followed by the forwarder's reason headers."""
+    """The original headers followed by the forwarder's reason headers (the reason with credentials
+    redacted: a service may quote them in its error message)."""
     headers = header_list(message)
     headers += [
         (HEADER_STAGE, stage.encode()),
         (HEADER_CLASS, error_class.encode()),
-        (HEADER_MESSAGE, error_message[:MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
+        (HEADER_MESSAGE, redact(error_message)[:MAX_HEADER_MESSAGE].encode("utf-8", "replace")),
         (HEADER_TOPIC, (message.topic() or "").encode()),
         (HEADER_PARTITION, str(message.partition()).encode()),
         (HEADER_OFFSET, str(message.offset()).encode()),

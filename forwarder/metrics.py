@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from forwarder.redaction import redact
+
 
 class Metrics:
     """All metrics of one forwarder replica."""
@@ -154,7 +156,9 @@ class ObservabilityServer:
 
     async def _probe(self, check: tuple[bool, str]) -> web.Response:
         ok, detail = check
-        return web.Response(status=200 if ok else 503, text=("ok: " if ok else "not ok: ") + detail + "\n")
+        # The detail may quote a service's error message: no credential it holds is served.
+        text = ("ok: " if ok else "not ok: ") + redact(detail) + "\n"
+        return web.Response(status=200 if ok else 503, text=text)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return await self._probe(self._health.liveness())

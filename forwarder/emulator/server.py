@@ -7,7 +7,9 @@ Contract of ``POST /events`` (what a stock boto3 ``personalize-events`` client s
 2. ``drop_rate``: the TCP connection is closed without any response;
 3. the ``Authorization`` header must be SigV4 scoped to the signing name ``personalize``, else 403
    ``MissingAuthenticationTokenException`` / ``InvalidSignatureException`` (the HMAC is not verified);
-4. ``access_denied``: 403 ``AccessDeniedException``;
+4. ``access_denied``: 403 ``AccessDeniedException``; ``signature_mismatch``: 403 ``InvalidSignatureException``
+   quoting the canonical request as some AWS services do, the caller's ``x-amz-security-token`` included
+   (to test that a client keeps such text out of its logs);
 5. ``error_rate``: 500 ``InternalFailure`` or 503 ``ServiceUnavailable``, half each;
 6. ``throttle_rate``: 400 ``ThrottlingException`` "Rate exceeded";
 7. the body must be JSON that :func:`forwarder.limits.check_request` accepts and hold no event whose
@@ -90,6 +92,7 @@ class Faults:
     spike_ms: float = 0.0
     quota_rps: float = 0.0
     access_denied: bool = False
+    signature_mismatch: bool = False
     tracking_ids: frozenset[str] | None = None
     reject_item_ids: frozenset[str] = frozenset()
 
@@ -98,8 +101,9 @@ class Faults:
             _number(name, getattr(self, name), maximum=1.0)
         for name in _NON_NEGATIVE_FIELDS:
             _number(name, getattr(self, name))
-        if not isinstance(self.access_denied, bool):
-            raise InvalidSettingError(f"access_denied: must be true or false, got {self.access_denied!r}")
+        for flag in ("access_denied", "signature_mismatch"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidSettingError(f"{flag}: must be true or false, got {getattr(self, flag)!r}")
         if self.tracking_ids is not None:
             _id_set("tracking_ids", self.tracking_ids)
         _id_set("reject_item_ids", self.reject_item_ids)
@@ -127,6 +131,7 @@ class Faults:
             value = 0.0 if name == "quota_rps" and current[name] is None else current[name]
             kwargs[name] = _number(name, value)
         kwargs["access_denied"] = current["access_denied"]
+        kwargs["signature_mismatch"] = current["signature_mismatch"]
         tracking_ids = current["tracking_ids"]
         kwargs["tracking_ids"] = None if tracking_ids is None else _id_set("tracking_ids", tracking_ids)
         reject = current["reject_item_ids"]
@@ -361,7 +366,9 @@ class Emulator:
             delay_ms += faults.spike_ms
         return delay_ms / 1000.0 if delay_ms > 0 else 0.0
 
-    def finish_call(self, raw: bytes, authorization: str | None) -> Reply | None:
+    def finish_call(
+        self, raw: bytes, authorization: str | None, security_token: str | None = None
+    ) -> Reply | None:
         """Decide a call whose latency is over: its :class:`Reply`, or ``None`` to drop the connection.
 
         The order of the checks is in this module's docstring. Only accepted calls are recorded.
@@ -375,6 +382,11 @@ class Emulator:
         if auth_problem is not None:
             stats.unauthenticated += 1
             return _error(403, *auth_problem)
+        if faults.signature_mismatch:
+            stats.unauthenticated += 1
+            return _error(
+                403, "InvalidSignatureException", _canonical_mismatch(authorization, security_token)
+            )
         if faults.access_denied:
             stats.access_denied += 1
             return _error(
@@ -455,6 +467,19 @@ class Emulator:
         return False
 
 
+def _canonical_mismatch(authorization: str | None, security_token: str | None) -> str:
+    """The text AWS sends with a signature mismatch: the canonical request it expected, verbatim."""
+    signed = "content-type;host;x-amz-date" + (";x-amz-security-token" if security_token else "")
+    token_line = f"x-amz-security-token:{security_token}\n" if security_token else ""
+    return (
+        "The request signature we calculated does not match the signature you provided. Check your AWS "
+        "Secret Access Key and signing method. Consult the service documentation for details.\n\n"
+        "The Canonical String for this request should have been\n'POST\n/events\n\n"
+        f"content-type:application/json\nhost:personalize-events\nx-amz-date:20261201T000000Z\n{token_line}\n"
+        f"{signed}\nUNSIGNED-PAYLOAD'\n\nThe request's own authorization was '{authorization or ''}'"
+    )
+
+
 def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, code, orjson.dumps({"message": message}))
 
@@ -495,6 +520,7 @@ class _Head:
     chunked: bool
     expect_continue: bool
     authorization: str | None
+    security_token: str | None = None
 
 
 def _parse_head(head: bytes) -> _Head:
@@ -515,6 +541,7 @@ def _parse_head(head: bytes) -> _Head:
     content_length: int | None = None
     chunked = expect_continue = False
     authorization: str | None = None
+    security_token: str | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():  # also refuses obsolete line folding
@@ -539,12 +566,16 @@ def _parse_head(head: bytes) -> _Head:
             expect_continue = True
         elif name == b"authorization":
             authorization = value.decode("latin-1")
+        elif name == b"x-amz-security-token":
+            security_token = value.decode("latin-1")
     if chunked and content_length is not None:
         raise _HttpError(400, "both Content-Length and Transfer-Encoding")
     if content_length is not None and content_length > MAX_BODY_BYTES:
         raise _HttpError(413, f"body over {MAX_BODY_BYTES} bytes")
     path = target.split(b"?", 1)[0]
-    return _Head(method, path, keep_alive, content_length, chunked, expect_continue, authorization)
+    head = _Head(method, path, keep_alive, content_length, chunked, expect_continue, authorization)
+    head.security_token = security_token
+    return head
 
 
 def _take_chunked(buffer: bytearray) -> tuple[bytes, int] | None:
@@ -741,7 +772,7 @@ class _Connection(asyncio.Protocol):
             self._process()
 
     def _finish_call(self, head: _Head, body: bytes) -> None:
-        reply = self._emulator.finish_call(body, head.authorization)
+        reply = self._emulator.finish_call(body, head.authorization, head.security_token)
         if reply is None:
             self._open = False
             if self._transport is not None:
