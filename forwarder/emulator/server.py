@@ -573,9 +573,9 @@ def _parse_head(head: bytes) -> _Head:
     if content_length is not None and content_length > MAX_BODY_BYTES:
         raise _HttpError(413, f"body over {MAX_BODY_BYTES} bytes")
     path = target.split(b"?", 1)[0]
-    head = _Head(method, path, keep_alive, content_length, chunked, expect_continue, authorization)
-    head.security_token = security_token
-    return head
+    return _Head(
+        method, path, keep_alive, content_length, chunked, expect_continue, authorization, security_token
+    )
 
 
 def _take_chunked(buffer: bytearray) -> tuple[bytes, int] | None:
