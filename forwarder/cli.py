@@ -52,8 +52,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(cfg.logging)
     from forwarder.app import App, run_app  # noqa: PLC0415 - keep `check-config` and `--help` light
+    from forwarder.metrics import PortInUseError  # noqa: PLC0415
 
-    return run_app(App(cfg))
+    try:
+        return run_app(App(cfg))
+    except PortInUseError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)  # a setting to change, not a crash: no traceback
+        return 2
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

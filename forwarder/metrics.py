@@ -137,6 +137,18 @@ class HealthSource(Protocol):
         """Whether this replica is doing its job: partitions assigned, broker reachable, no outage."""
 
 
+class PortInUseError(Exception):
+    """The metrics port cannot be bound (taken by another process, or not allowed)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot serve metrics on {host}:{port}: {reason}; choose another port with observability.port "
+            "(FORWARDER__OBSERVABILITY__PORT), or null to disable"
+        )
+        self.host = host
+        self.port = port
+
+
 class ObservabilityServer:
     """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` on the app's own event loop.
 
@@ -167,7 +179,9 @@ class ObservabilityServer:
         return await self._probe(self._health.readiness())
 
     async def start(self, host: str, port: int) -> int:
-        """Bind and serve; return the port (useful when ``port`` is 0)."""
+        """Bind and serve; return the port (useful when ``port`` is 0).
+
+        Raises :class:`PortInUseError` when the address cannot be bound."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/healthz", self._healthz)
@@ -175,7 +189,11 @@ class ObservabilityServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise PortInUseError(host, port, exc.strerror or str(exc)) from None
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
         return self.port

@@ -4,6 +4,7 @@ how it fails to start, and what it does with its own dead-letter topic."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -83,3 +84,33 @@ def test_a_signature_error_quoting_the_session_token_is_redacted_from_logs_and_r
     assert SESSION_TOKEN[:40] not in text
     assert SECRET_KEY not in text
     assert "Signature=<redacted>" in text
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_port_and_the_key_and_exit_2(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    topic = create_topic(bootstrap, unique("port"))
+    dlq = create_topic(bootstrap, unique("port-dlq"))
+    emulator = start_emulator(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cfg = ForwarderConfig(
+            bootstrap,
+            [topic],
+            unique("g"),
+            dlq,
+            emulator.url,
+            extra={"observability": {"port": port, "host": "127.0.0.1"}},
+        )
+        replica = start_forwarder(tmp_path, cfg)
+        with running([replica, emulator]):
+            code = replica.proc.wait(60)
+    text = replica.log_text()
+    assert code == 2, text
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if str(port) in line]
+    assert len(lines) == 1, text
+    assert "observability.port" in lines[0]
+    assert "FORWARDER__OBSERVABILITY__PORT" in lines[0]
