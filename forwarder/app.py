@@ -173,7 +173,12 @@ class App(RebalanceHandler):
             clock=loop.time,
             max_calls_per_second=cfg.personalize.max_calls_per_second,
         )
-        self._dlq = DeadLetterWriter(cfg, on_written=self._dead_lettered, on_error=self._dead_letter_error)
+        self._dlq = DeadLetterWriter(
+            cfg,
+            on_written=self._dead_lettered,
+            on_error=self._dead_letter_error,
+            on_held=self.metrics.dead_letters_held.set,
+        )
         self._consumer = KafkaConsumer(
             cfg.kafka, self, loop, cfg.shutdown.timeout_s, on_error=self._kafka_error
         )

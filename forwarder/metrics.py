@@ -94,6 +94,12 @@ class Metrics:
             "Current client-side limit of PutEvents calls/s (0: none); lowered by throttling.",
             registry=r,
         )
+        self.dead_letters_held = Gauge(
+            "forwarder_dead_letters_held",
+            "Dead-letter records too large for the topic even without value, key and headers: their "
+            "offsets are held until the topic takes them.",
+            registry=r,
+        )
         self.outage = Gauge(
             "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
         )

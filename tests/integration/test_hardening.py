@@ -4,20 +4,31 @@ how it fails to start, and what it does with its own dead-letter topic."""
 from __future__ import annotations
 
 import json
+import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 from tests.support import (
     ForwarderConfig,
+    committed,
     create_topic,
     free_port,
+    fully_committed,
+    headers_dict,
     produce,
+    read_topic,
     running,
+    scrape,
     start_emulator,
     start_forwarder,
     unique,
@@ -114,3 +125,117 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_port_and_the_key_and_exit_
     assert len(lines) == 1, text
     assert "observability.port" in lines[0]
     assert "FORWARDER__OBSERVABILITY__PORT" in lines[0]
+
+
+def _metric(port: int, name: str) -> float | None:
+    try:
+        return scrape(port).get(name)
+    except OSError:
+        return None  # not serving yet
+
+
+def _create_topic_with(bootstrap: str, name: str, config: dict[str, str]) -> str:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1, config=config)])[name].result(
+        30
+    )
+    wait_for(lambda: name in admin.list_topics(timeout=5).topics, 30, what=f"topic {name}")
+    return name
+
+
+def _produce_big(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, str | bytes | None]]]]
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 5_000_000})
+    for key, value, headers in records:
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def test_a_dead_letter_too_large_without_its_value_is_written_without_its_key_too(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    topic = _create_topic_with(bootstrap, unique("big-key"), {"max.message.bytes": "5000000"})
+    dlq = _create_topic_with(bootstrap, unique("big-key-dlq"), {"max.message.bytes": "10000"})
+    big_key = b"k" * 20_000
+    _produce_big(
+        bootstrap,
+        topic,
+        [
+            (big_key, b"not json " * 2000, []),
+            *((b"ok", json.dumps(_event(i)).encode(), []) for i in range(5)),
+        ],
+    )
+    emulator = start_emulator(tmp_path)
+    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        dead = read_topic(bootstrap, dlq, expect=1, timeout=60)
+        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
+        assert len(read_topic(bootstrap, dlq, timeout=3)) == 1, "one dead letter, written once"
+        assert replica.stop() == 0
+    assert len(dead) == 1
+    record = dead[0]
+    assert record.key() is None
+    assert record.value() is None
+    headers = headers_dict(record)
+    assert headers["forwarder.value.dropped"] == str(len(b"not json " * 2000))
+    assert headers["forwarder.key.dropped"] == str(len(big_key))
+    assert headers["forwarder.original.topic"] == topic
+    assert headers["forwarder.original.offset"] == "0"
+    assert headers["forwarder.error.stage"] == "decode"
+    text = replica.log_text()
+    assert "without its value" in text
+    assert "without its key" in text
+    assert re.search(r"too large for topic \S+ \((\d+) bytes", text)
+    sizes = [int(n) for n in re.findall(r"too large for topic \S+ \((\d+) bytes", text)]
+    assert sizes[0] > len(big_key) + 18_000, f"the size logged is the record's, key included: {sizes}"
+
+
+def test_a_dead_letter_too_large_even_shrunk_is_held_with_an_error_and_a_metric(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    topic = create_topic(bootstrap, unique("held"))
+    dlq = _create_topic_with(bootstrap, unique("held-dlq"), {"max.message.bytes": "200"})
+    produce(
+        bootstrap,
+        topic,
+        [(b"bad", b"not json"), *((b"ok", json.dumps(_event(i)).encode()) for i in range(5))],
+    )
+    emulator = start_emulator(tmp_path)
+    port = free_port()
+    cfg = ForwarderConfig(
+        bootstrap,
+        [topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={"observability": {"port": port, "host": "127.0.0.1"}},
+    )
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        wait_for(lambda: _metric(port, "forwarder_dead_letters_held") == 1, 60, what="the held metric")
+        wait_for(lambda: len(emulator.events()) == 5, 30, what="the valid events")
+        assert "cannot be written to topic" in replica.log_text()
+        assert "max.message.bytes" in replica.log_text()
+        time.sleep(2)
+        assert committed(bootstrap, cfg.group, topic)[0] <= 0, "nothing committed past the held message"
+        errors = replica.log_text().count("cannot be written to topic")
+        assert errors == 1, "one error line per try, tries far apart: not a silent endless retry"
+        # The operator raises the topic's limit: the held record goes through at its next try.
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        resource = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            dlq,
+            incremental_configs=[
+                ConfigEntry("max.message.bytes", "1000000", incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+        dead = read_topic(bootstrap, dlq, expect=1, timeout=90)
+        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        assert scrape(port)["forwarder_dead_letters_held"] == 0
+        assert replica.stop() == 0
+    assert len(dead) == 1
+    assert headers_dict(dead[0])["forwarder.error.stage"] == "decode"
