@@ -180,7 +180,13 @@ class App(RebalanceHandler):
             on_held=self.metrics.dead_letters_held.set,
         )
         self._consumer = KafkaConsumer(
-            cfg.kafka, self, loop, cfg.shutdown.timeout_s, on_error=self._kafka_error
+            cfg.kafka,
+            self,
+            loop,
+            cfg.shutdown.timeout_s,
+            on_error=self._kafka_error,
+            # A regex subscription may match the dead-letter topic; listed explicitly, it is a replay's input.
+            exclude_topics=frozenset({cfg.dead_letter.topic}) - set(cfg.kafka.topics),
         )
         if cfg.observability.port is not None:
             self._server = ObservabilityServer(self.metrics, self)

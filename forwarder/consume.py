@@ -9,6 +9,10 @@ Contract:
 - auto commit and auto offset store are off; offsets move only through :meth:`KafkaConsumer.commit`.
 - ``classic`` group protocol uses the ``cooperative-sticky`` assignor; ``consumer`` (KIP-848) lets the
   broker assign, incrementally as well.
+- Topics in ``exclude_topics`` (the dead-letter topic, which a regex subscription such as ``^interactions.*``
+  may match) are never consumed: their partitions, if assigned, are paused and kept from the handler, their
+  messages are dropped unread, and nothing is ever committed for them. Neither librdkafka's regex nor the
+  broker's (KIP-848, RE2) has a negative lookahead, so the subscription itself cannot leave them out.
 """
 
 from __future__ import annotations
@@ -77,8 +81,12 @@ class KafkaConsumer:
         loop: asyncio.AbstractEventLoop,
         rebalance_timeout_s: float,
         on_error: Callable[[KafkaError], None] | None = None,
+        exclude_topics: frozenset[str] = frozenset(),
     ) -> None:
         self._cfg = cfg
+        self._exclude = exclude_topics
+        self._exclude_pending: list[TopicPartition] = []  # assigned, to pause at the next poll
+        self._excluded: set[TopicPartitionKey] = set()  # assigned and paused for good
         self._handler = handler
         self._loop = loop
         self._rebalance_timeout = rebalance_timeout_s
@@ -102,13 +110,26 @@ class KafkaConsumer:
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout=self._rebalance_timeout + 30)
 
+    def _kept(self, partitions: list[TopicPartition]) -> Partitions:
+        """The partitions the handler hears about: all but those of excluded topics."""
+        return [(p.topic, p.partition) for p in partitions if p.topic not in self._exclude]
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        keys = self._kept(partitions)
+        excluded = [p for p in partitions if p.topic in self._exclude]
+        if excluded:
+            # Paused at the next poll, once the assignment is in force; meanwhile _consume drops their messages.
+            self._exclude_pending += excluded
+            log.info(
+                "not consuming %s: the dead-letter topic (matched by the subscription)",
+                _fmt([(p.topic, p.partition) for p in excluded]),
+            )
         log.info("assigned %s", _fmt(keys))
         self._call_handler(self._handler.assigned(keys))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        self._forget_excluded(partitions)
+        keys = self._kept(partitions)
         log.info("revoking %s", _fmt(keys))
         self.rebalancing = True
         try:
@@ -120,9 +141,15 @@ class KafkaConsumer:
             self.rebalancing = False
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        self._forget_excluded(partitions)
+        keys = self._kept(partitions)
         log.warning("lost %s (no commit: another member may own them already)", _fmt(keys))
         self._call_handler(self._handler.lost(keys))
+
+    def _forget_excluded(self, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._excluded -= gone
+        self._exclude_pending = [p for p in self._exclude_pending if (p.topic, p.partition) not in gone]
 
     def subscribe(self) -> Awaitable[None]:
         """Join the group and subscribe to the configured topics."""
@@ -138,8 +165,14 @@ class KafkaConsumer:
         # Pause or resume right before consuming, in this thread: a pause takes effect for this very
         # call (librdkafka drops what it prefetched for paused partitions), so memory stays bounded.
         # While paused, the whole assignment is paused again each time, to catch newly assigned ones.
+        if self._exclude_pending:
+            self._consumer.pause(self._exclude_pending)
+            self._excluded.update((p.topic, p.partition) for p in self._exclude_pending)
+            self._exclude_pending = []
         if paused or self._paused:
             assignment = self._consumer.assignment()
+            if not paused and self._excluded:
+                assignment = [tp for tp in assignment if tp.topic not in self._exclude]  # stay paused
             if assignment:
                 (self._consumer.pause if paused else self._consumer.resume)(assignment)
             self._paused = paused
@@ -150,7 +183,11 @@ class KafkaConsumer:
         first = self._consumer.poll(timeout)
         if first is None:
             return []
-        return [first, *self._consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+        messages = [first, *self._consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+        if self._excluded or self._exclude_pending:
+            exclude = self._exclude
+            messages = [m for m in messages if m.topic() not in exclude]  # fetched before the pause
+        return messages
 
     async def consume(self, max_messages: int, timeout: float, paused: bool = False) -> list[Message]:
         """Take up to ``max_messages``, waiting at most ``timeout`` seconds; this also serves rebalances.

@@ -239,3 +239,29 @@ def test_a_dead_letter_too_large_even_shrunk_is_held_with_an_error_and_a_metric(
         assert replica.stop() == 0
     assert len(dead) == 1
     assert headers_dict(dead[0])["forwarder.error.stage"] == "decode"
+
+
+def test_a_regex_subscription_never_consumes_the_dead_letter_topic(bootstrap: str, tmp_path: Path) -> None:
+    prefix = unique("regex")
+    topic = create_topic(bootstrap, f"{prefix}.interactions", partitions=2)
+    dlq = create_topic(bootstrap, f"{prefix}.interactions.dead-letter")
+    produce(
+        bootstrap,
+        topic,
+        [(b"bad", b"not json", 0), *((b"ok", json.dumps(_event(i)).encode(), i % 2) for i in range(6))],
+    )
+    emulator = start_emulator(tmp_path)
+    cfg = ForwarderConfig(
+        bootstrap, [f"^{re.escape(prefix)}\\.interactions.*"], unique("g"), dlq, emulator.url
+    )
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
+        wait_for(lambda: len(emulator.events()) == 6, 30, what="the valid events")
+        time.sleep(3)  # ample time for a loop to show: it made hundreds of records in seconds
+        dead = read_topic(bootstrap, dlq, timeout=3)
+        assert len(dead) == 1, f"{len(dead)} dead-letter records from one poison message"
+        assert f"not consuming {dlq}[0]" in replica.log_text()
+        assert replica.stop() == 0
+    assert headers_dict(dead[0])["forwarder.original.topic"] == topic
+    assert committed(bootstrap, cfg.group, dlq)[0] < 0, "nothing committed on the dead-letter topic"
