@@ -178,6 +178,7 @@ class App(RebalanceHandler):
             on_written=self._dead_lettered,
             on_error=self._dead_letter_error,
             on_held=self.metrics.dead_letters_held.set,
+            topic_ids=self.decoder.topic_ids,
         )
         self._consumer = KafkaConsumer(
             cfg.kafka,
@@ -187,6 +188,7 @@ class App(RebalanceHandler):
             on_error=self._kafka_error,
             # A regex subscription may match the dead-letter topic; listed explicitly, it is a replay's input.
             exclude_topics=frozenset({cfg.dead_letter.topic}) - set(cfg.kafka.topics),
+            topic_ids=self.decoder.topic_ids,  # derived event ids carry the topic's id
         )
         if cfg.observability.port is not None:
             self._server = ObservabilityServer(self.metrics, self)

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from forwarder.config import KafkaConfig
 from forwarder.logs import kafka_logger
 from forwarder.offsets import TopicPartitionKey
+from forwarder.topic_ids import admin_client, lookup_topic_ids
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,13 @@ class KafkaConsumer:
         rebalance_timeout_s: float,
         on_error: Callable[[KafkaError], None] | None = None,
         exclude_topics: frozenset[str] = frozenset(),
+        topic_ids: dict[str, str] | None = None,
     ) -> None:
+        """``topic_ids`` (topic → the id Kafka gave it) is filled in at each assignment, before the handler
+        hears of it, for the topics assigned; a topic whose id cannot be had is logged and left out."""
         self._cfg = cfg
+        self._topic_ids = topic_ids
+        self._admin: Any = None
         self._exclude = exclude_topics
         self._exclude_pending: list[TopicPartition] = []  # assigned, to pause at the next poll
         self._excluded: set[TopicPartitionKey] = set()  # assigned and paused for good
@@ -125,7 +131,25 @@ class KafkaConsumer:
                 _fmt([(p.topic, p.partition) for p in excluded]),
             )
         log.info("assigned %s", _fmt(keys))
+        if self._topic_ids is not None and keys:
+            self._refresh_topic_ids({topic for topic, _ in keys})
         self._call_handler(self._handler.assigned(keys))
+
+    def _refresh_topic_ids(self, topics: set[str]) -> None:
+        # At every assignment, not once: a topic deleted and created again comes back with another id.
+        assert self._topic_ids is not None
+        if self._admin is None:
+            self._admin = admin_client(self._cfg)
+        ids, problems = lookup_topic_ids(self._admin, topics)
+        self._topic_ids.update(ids)
+        for topic, why in sorted(problems.items()):
+            self._topic_ids.pop(topic, None)
+            log.error(
+                "cannot describe topic %s (%s): its messages without eventId get topic:partition:offset ids, "
+                "which repeat if the topic is created again",
+                topic,
+                why,
+            )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget_excluded(partitions)

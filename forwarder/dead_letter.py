@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -39,6 +39,7 @@ HEADER_MESSAGE: Final = "forwarder.error.message"
 HEADER_TOPIC: Final = "forwarder.original.topic"
 HEADER_PARTITION: Final = "forwarder.original.partition"
 HEADER_OFFSET: Final = "forwarder.original.offset"
+HEADER_TOPIC_ID: Final = "forwarder.original.topic_id"  # when known: a replay derives the same event ids
 HEADER_ATTEMPTS: Final = "forwarder.attempts"
 HEADER_VALUE_DROPPED: Final = "forwarder.value.dropped"
 HEADER_KEY_DROPPED: Final = "forwarder.key.dropped"
@@ -110,7 +111,12 @@ def header_list(message: Message) -> list[tuple[str, str | bytes | None]]:
 
 
 def dead_letter_headers(
-    message: Message, stage: str, error_class: str, error_message: str, attempts: int
+    message: Message,
+    stage: str,
+    error_class: str,
+    error_message: str,
+    attempts: int,
+    topic_id: str | None = None,
 ) -> list[tuple[str, str | bytes | None]]:
     """The original headers followed by the forwarder's reason headers (the reason with credentials
     redacted: a service may quote them in its error message)."""
@@ -125,6 +131,8 @@ def dead_letter_headers(
         (HEADER_ATTEMPTS, str(attempts).encode()),
         (HEADER_AT, str(int(time.time() * 1000)).encode()),
     ]
+    if topic_id is not None:
+        headers.append((HEADER_TOPIC_ID, topic_id.encode()))
     return headers
 
 
@@ -137,10 +145,13 @@ class DeadLetterWriter:
         on_written: Callable[[str], None] | None = None,
         on_error: Callable[[KafkaError], None] | None = None,
         on_held: Callable[[int], None] | None = None,
+        topic_ids: Mapping[str, str] | None = None,
     ) -> None:
         """``on_written(stage)`` runs for each acknowledged record; ``on_error`` is the producer's
         ``error_cb`` (client-level errors, a fatal one among them), called from :meth:`poll`;
-        ``on_held(n)`` runs whenever the number of records too large to write even shrunk changes."""
+        ``on_held(n)`` runs whenever the number of records too large to write even shrunk changes;
+        ``topic_ids`` (topic → id) gives the original topic's id for the header :data:`HEADER_TOPIC_ID`."""
+        self._topic_ids: Mapping[str, str] = topic_ids if topic_ids is not None else {}
         self.topic = cfg.dead_letter.topic
         self._include_payloads = cfg.logging.include_payloads
         conf: dict[str, Any] = {
@@ -177,7 +188,8 @@ class DeadLetterWriter:
         One log line says so, with the message's coordinates as structured fields; the message body only
         with ``logging.include_payloads`` (it may hold personal data).
         """
-        headers = dead_letter_headers(message, stage, error_class, error_message, attempts)
+        topic_id = self._topic_ids.get(message.topic() or "")
+        headers = dead_letter_headers(message, stage, error_class, error_message, attempts, topic_id)
         record = _Record(message, headers, on_done)
         self.pending += 1
         context: dict[str, object] = {

@@ -40,6 +40,7 @@ from forwarder.dead_letter import (
     HEADER_PARTITION,
     HEADER_STAGE,
     HEADER_TOPIC,
+    HEADER_TOPIC_ID,
     HEADER_VALUE_DROPPED,
     header_list,
 )
@@ -176,14 +177,23 @@ class ReplayHooks:
         self.starts = starts  # partition -> where the replay group had got to
         self.total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
         self._progress = _Progress(self.total)
+        self.topic_ids: dict[str, str] | None = None  # the app's decoder's, set once the app exists
 
     def accept(self, message: Message) -> bool:
         """Only records that were there when the replay started."""
         return (message.offset() or 0) < self.ends.get(message.partition() or 0, 0)
 
     def prepare(self, message: Message) -> Message | None:
-        """The original message, if picked."""
-        return self.selection.pick(message)
+        """The original message, if picked; its original topic's id (from the record) goes to the decoder,
+        which decodes it next, so its derived event id is the one it had the first time."""
+        original = self.selection.pick(message)
+        if original is not None and self.topic_ids is not None:
+            topic_id = _forwarder_headers(message).get(HEADER_TOPIC_ID)
+            if topic_id:
+                self.topic_ids[original.topic() or ""] = topic_id
+            else:  # dead-lettered before topic ids were recorded: its id was topic:partition:offset
+                self.topic_ids.pop(original.topic() or "", None)
+        return original
 
     def finished(self, app: App) -> bool:
         """Every partition finished up to its snapshot end, and nothing left in flight."""
@@ -377,6 +387,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             group,
         )
         app = App(replay_cfg, hooks=hooks)
+        hooks.topic_ids = app.decoder.topic_ids
         code = run_app(app)
         print(f"stage {stage}: {hooks.report(app)}")
         if code != 0:

@@ -22,6 +22,7 @@ from tests.support import (
     ForwarderConfig,
     committed,
     create_topic,
+    delete_topic,
     free_port,
     fully_committed,
     headers_dict,
@@ -265,3 +266,48 @@ def test_a_regex_subscription_never_consumes_the_dead_letter_topic(bootstrap: st
         assert replica.stop() == 0
     assert headers_dict(dead[0])["forwarder.original.topic"] == topic
     assert committed(bootstrap, cfg.group, dlq)[0] < 0, "nothing committed on the dead-letter topic"
+
+
+def _ids_delivered(bootstrap: str, tmp_path: Path, topic: str, dlq: str, count: int, name: str) -> list[str]:
+    """Run a replica of a fresh group over ``topic`` until ``count`` events arrived; their ids by offset."""
+    emulator = start_emulator(tmp_path)
+    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
+    replica = start_forwarder(tmp_path, cfg, name=name)
+    with running([replica, emulator]):
+        wait_for(lambda: len(emulator.events()) >= count, 60, what=f"{count} events")
+        assert replica.stop() == 0
+    events = emulator.events()
+    return [ev["eventId"] for ev in sorted(events, key=lambda ev: ev["properties"])]
+
+
+def test_derived_event_ids_stay_for_redelivery_and_change_when_the_topic_is_created_again(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    topic = create_topic(bootstrap, unique("incarnation"))
+    dlq = create_topic(bootstrap, unique("incarnation-dlq"))
+
+    def fill(tag: str) -> None:
+        # No eventId: the forwarder derives one. properties tell the events apart in the emulator's record.
+        values = [
+            {
+                "sessionId": f"s-{i}",
+                "eventType": "view",
+                "sentAt": 1714566896,
+                "properties": {"n": f"{tag}-{i}"},
+            }
+            for i in range(3)
+        ]
+        produce(bootstrap, topic, [(b"k", json.dumps(v).encode()) for v in values])
+
+    fill("first")
+    first = _ids_delivered(bootstrap, tmp_path, topic, dlq, 3, "first")
+    again = _ids_delivered(bootstrap, tmp_path, topic, dlq, 3, "redelivery")
+    assert again == first, "a message delivered again keeps its id"
+    assert all(len(i) <= 256 for i in first)
+
+    delete_topic(bootstrap, topic)
+    create_topic(bootstrap, topic)
+    fill("second")  # the same offsets 0, 1, 2 in the new topic
+    second = _ids_delivered(bootstrap, tmp_path, topic, dlq, 3, "recreated")
+    assert [i.rsplit(":", 1)[1] for i in second] == [i.rsplit(":", 1)[1] for i in first] == ["0", "1", "2"]
+    assert set(second).isdisjoint(first), f"new events reuse old ids: {first} / {second}"
