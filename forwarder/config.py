@@ -185,6 +185,26 @@ class DeadLetterConfig(_Section):
         "all, idempotence on).",
     )
 
+    create_topic: bool = Field(
+        default=False,
+        description="Create the topic at start if it does not exist (as Kafka Connect creates its "
+        "dead-letter topic); otherwise a missing topic stops the start with an error.",
+    )
+    partitions: int = Field(default=1, ge=1, description="Partitions of a topic `create_topic` creates.")
+    replication_factor: int = Field(
+        default=-1,
+        ge=-1,
+        description="Replication factor of a topic `create_topic` creates; -1: the broker's "
+        "`default.replication.factor`.",
+    )
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the broker's default) or at least 1")
+        return value
+
     @field_validator("producer")
     @classmethod
     def _acknowledged_writes(cls, value: dict[str, Any]) -> dict[str, Any]:
