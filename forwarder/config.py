@@ -438,7 +438,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+        # Where and what, not YAML's quote of the line, which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
     return parse_config(data, environ)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forwarder.config import ConfigError, parse_config
+from forwarder.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {
@@ -132,3 +132,13 @@ def test_check_config_with_a_brace_secret_neither_fails_nor_prints_it(tmp_path: 
     assert "kafka.poll_batch_size" in failed.stderr
     assert "s3cret" not in failed.stdout + failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_yaml_error_in_the_file_says_where_without_quoting_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kafka:\n  client:\n    sasl.password: {s3cret-in-file\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(config, environ={})
+    text = str(info.value)
+    assert "not valid YAML at line" in text
+    assert "s3cret" not in text
