@@ -1,6 +1,6 @@
 """Preflight: before the daemon starts, check that what the configuration names exists on the cluster.
 
-Checked, through the Admin API: a broker answers; every input topic named outright (not a ``^regex``)
+Checked, through the Admin API: a broker answers (credentials it refuses stop the wait at once); every input topic named outright (not a ``^regex``)
 exists; the dead-letter topic exists, or is created when ``dead_letter.create_topic`` is true (with
 ``dead_letter.partitions`` and ``dead_letter.replication_factor``, an existing one left as it is, as
 Kafka Connect does with its dead-letter topic); and this client may write to it (the operations the
@@ -9,11 +9,13 @@ only at the first bad message, whose partition then stalled.
 
 Contract of :func:`preflight`: returns what it did (one line each), or raises :class:`PreflightError`
 whose ``problems`` are one line each naming the topic and the configuration key, and whose ``exit_code``
-is 2 for a topic that is missing or not writable (fix the configuration or the cluster) and 1 when no
-broker answered. It blocks; it runs before the event loop.
+is 2 for a topic that is missing or not writable, or credentials refused (fix the configuration or the
+cluster), and 1 when no broker answered. It blocks; it runs before the event loop.
 """
 
 from __future__ import annotations
+
+import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
@@ -49,17 +51,13 @@ def _exists(admin: AdminClient, topic: str, timeout: float) -> str | None:
 
 def preflight(cfg: Config, create: bool = True, timeout: float = TIMEOUT_S) -> list[str]:
     """Check the topics (creating the dead-letter topic if configured and ``create``); see the module."""
-    admin = admin_client(cfg.kafka)
-    servers = cfg.kafka.bootstrap_servers
+    errors: list[KafkaError] = []
     try:
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise PreflightError(
-            [
-                f"kafka.bootstrap_servers: no broker of {servers} answered within {timeout:.0f}s ({exc.args[0].str()})"
-            ],
-            1,
-        ) from None
+        admin = admin_client(cfg.kafka, error_cb=errors.append)
+    except KafkaException as exc:  # librdkafka refused the properties themselves
+        raise PreflightError([f"kafka.client: {exc.args[0].str()}"], 2) from None
+    servers = cfg.kafka.bootstrap_servers
+    _connect(admin, servers, errors, timeout)
     done: list[str] = []
     problems: list[str] = []
     for topic in cfg.kafka.topics:
@@ -95,6 +93,32 @@ def preflight(cfg: Config, create: bool = True, timeout: float = TIMEOUT_S) -> l
     if problems:
         raise PreflightError(problems, 2)
     return done
+
+
+def _connect(admin: AdminClient, servers: str, errors: list[KafkaError], timeout: float) -> None:
+    """Wait until a broker answers a metadata request; credentials it refuses end the wait at once."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            last = exc.args[0].str()
+        admin.poll(0)  # serves error_cb: why the connections fail
+        refused = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        if refused:
+            raise PreflightError(
+                [
+                    f"kafka.client: the brokers of {servers} refused this client's credentials ({refused[-1].str()})"
+                ],
+                2,
+            )
+        if time.monotonic() >= deadline:
+            why = errors[-1].str() if errors else last
+            raise PreflightError(
+                [f"kafka.bootstrap_servers: no broker of {servers} answered within {timeout:.0f}s ({why})"], 1
+            )
 
 
 def _create(admin: AdminClient, cfg: Config, timeout: float) -> str:

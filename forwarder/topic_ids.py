@@ -11,20 +11,23 @@ The calls block: run them off the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from forwarder.config import KafkaConfig
 from forwarder.logs import kafka_logger
 
 
-def admin_client(cfg: KafkaConfig) -> AdminClient:
-    """An Admin client with the consumer's connection settings (TLS, SASL...)."""
+def admin_client(cfg: KafkaConfig, error_cb: Callable[[KafkaError], None] | None = None) -> AdminClient:
+    """An Admin client with the consumer's connection settings (TLS, SASL...); ``error_cb`` is served by
+    its ``poll``."""
     conf: dict[str, Any] = {**cfg.client, "bootstrap.servers": cfg.bootstrap_servers}
     conf.pop("group.instance.id", None)
+    if error_cb is not None:
+        conf["error_cb"] = error_cb
     return AdminClient(conf, logger=kafka_logger())
 
 
