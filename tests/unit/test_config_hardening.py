@@ -3,6 +3,7 @@ and a secret in the environment is taken as it is, never parsed or quoted back."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,8 @@ def test_invalid_yaml_for_a_structured_key_names_the_variable_not_the_value() ->
 def test_check_config_with_a_brace_secret_neither_fails_nor_prints_it(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
-    env = {"FORWARDER__KAFKA__CLIENT__SASL_PASSWORD": SECRET, "PATH": "/usr/bin:/bin"}
+    inherited = {k: v for k, v in os.environ.items() if not k.upper().startswith("FORWARDER__")}
+    env = {**inherited, "FORWARDER__KAFKA__CLIENT__SASL_PASSWORD": SECRET}
     result = subprocess.run(
         [sys.executable, "-m", "forwarder", "check-config", "--config", str(config)],
         capture_output=True,
