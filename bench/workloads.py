@@ -15,7 +15,7 @@ Two traces, both deterministic for a seed:
   event comes ``linger`` or more after the batch's first one (:func:`best_batches_with_linger`).
 
 Messages are JSON objects with PutEvents' own field names, keyed by session id (a session's events share
-a partition and keep their order). No ``eventId``: the forwarder derives ``topic:partition:offset``.
+a partition and keep their order). No ``eventId``: the forwarder derives ``topic@topic_id:partition:offset``.
 """
 
 from __future__ import annotations

@@ -15,14 +15,12 @@ from forwarder.config import Config, ConfigError, LoggingConfig, load_config
 
 
 def setup_logging(cfg: LoggingConfig) -> None:
-    """Text or JSON lines on stderr, at the configured level."""
-    handler = logging.StreamHandler(sys.stderr)
-    if cfg.format == "json":
-        from forwarder.logs import JsonFormatter  # noqa: PLC0415 - only when asked for
+    """Text or JSON lines on stderr, at the configured level, credentials redacted."""
+    from forwarder.logs import JsonFormatter, RedactingFormatter  # noqa: PLC0415 - keep --help light
 
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = logging.StreamHandler(sys.stderr)
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(JsonFormatter() if cfg.format == "json" else text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(cfg.level)
@@ -40,12 +38,34 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _preflight(path: str, cfg: Config, create: bool) -> int:
+    """Run the preflight checks; 0, or the exit code after one line per problem on stderr."""
+    from forwarder.preflight import PreflightError, preflight  # noqa: PLC0415 - needs the Kafka client
+
+    try:
+        done = preflight(cfg, create=create)
+    except PreflightError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return exc.exit_code
+    for line in done:
+        logging.getLogger("forwarder.preflight").info("%s", line)
+        if not create:
+            print(f"{path}: {line}")
+    return 0
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
+    if args.connect:
+        code = _preflight(args.config, cfg, create=False)
+        if code:
+            return code
     topics = ", ".join(cfg.kafka.topics)
-    print(f"{args.config}: OK (topics {topics} → tracking id {cfg.personalize.tracking_id})")
+    checked = "; topics and dead-letter topic checked on the cluster" if args.connect else ""
+    print(f"{args.config}: OK (topics {topics} → tracking id {cfg.personalize.tracking_id}{checked})")
     return 0
 
 
@@ -54,9 +74,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     setup_logging(cfg.logging)
-    from forwarder.runtime import run_app  # noqa: PLC0415 - keep `check-config` and `--help` light
+    if not args.no_preflight:
+        code = _preflight(args.config, cfg, create=True)  # the topics exist (or are created) before the start
+        if code:
+            return code
+    from forwarder.metrics import PortInUseError  # noqa: PLC0415 - keep `check-config` and `--help` light
+    from forwarder.runtime import run_app  # noqa: PLC0415
 
-    return run_app(cfg)
+    try:
+        return run_app(cfg)
+    except PortInUseError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)  # a setting to change, not a crash: no traceback
+        return 2
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -92,10 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the forwarder until SIGTERM/SIGINT")
     run.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    run.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="start without first checking that the topics exist and the dead-letter topic takes writes "
+        "(for clusters whose ACLs refuse the Admin API's describe calls)",
+    )
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to Kafka and run the start-up checks: the topics exist, the dead-letter topic "
+        "can be written (nothing is created)",
+    )
     check.set_defaults(func=_cmd_check_config)
 
     from forwarder.replay import add_arguments as replay_arguments  # noqa: PLC0415

@@ -13,6 +13,10 @@ Contract:
   :mod:`forwarder.commit_metadata`); a handler with ``reads_committed`` gets, on assignment, the
   committed offset and metadata of each new partition, read in the consumer thread before any message
   of it is returned.
+- Topics in ``exclude_topics`` (the dead-letter topic, which a regex subscription such as ``^interactions.*``
+  may match) are never consumed: their partitions, if assigned, are paused and kept from the handler, their
+  messages are dropped unread, and nothing is ever committed for them. Neither librdkafka's regex nor the
+  broker's (KIP-848, RE2) has a negative lookahead, so the subscription itself cannot leave them out.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from forwarder.config import KafkaConfig
 from forwarder.logs import kafka_logger
 from forwarder.offsets import TopicPartitionKey
+from forwarder.topic_ids import admin_client, lookup_topic_ids
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +162,17 @@ class KafkaConsumer:
         loop: asyncio.AbstractEventLoop,
         rebalance_timeout_s: float,
         on_error: Callable[[KafkaError], None] | None = None,
+        exclude_topics: frozenset[str] = frozenset(),
+        topic_ids: dict[str, str] | None = None,
     ) -> None:
+        """``topic_ids`` (topic → the id Kafka gave it) is filled in at each assignment, before the handler
+        hears of it, for the topics assigned; a topic whose id cannot be had is logged and left out."""
         self._cfg = cfg
+        self._topic_ids = topic_ids
+        self._admin: Any = None
+        self._exclude = exclude_topics
+        self._exclude_pending: list[TopicPartition] = []  # assigned, to pause at the next poll
+        self._excluded: set[TopicPartitionKey] = set()  # assigned and paused for good
         self._handler = handler
         self._loop = loop
         self._rebalance_timeout = rebalance_timeout_s
@@ -182,17 +196,48 @@ class KafkaConsumer:
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout=self._rebalance_timeout + 30)
 
+    def _kept(self, partitions: list[TopicPartition]) -> Partitions:
+        """The partitions the handler hears about: all but those of excluded topics."""
+        return [(p.topic, p.partition) for p in partitions if p.topic not in self._exclude]
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        keys = self._kept(partitions)
+        excluded = [p for p in partitions if p.topic in self._exclude]
+        if excluded:
+            # Paused at the next poll, once the assignment is in force; meanwhile _consume drops their messages.
+            self._exclude_pending += excluded
+            log.info(
+                "not consuming %s: the dead-letter topic (matched by the subscription)",
+                _fmt([(p.topic, p.partition) for p in excluded]),
+            )
         log.info("assigned %s", _fmt(keys))
+        if self._topic_ids is not None and keys:
+            self._refresh_topic_ids({topic for topic, _ in keys})
         if self._handler.reads_committed and keys:
             committed = self._committed_now(keys, self._rebalance_timeout)
             self._call_handler(self._handler.assigned_committed(keys, committed))
         else:
             self._call_handler(self._handler.assigned(keys))
 
+    def _refresh_topic_ids(self, topics: set[str]) -> None:
+        # At every assignment, not once: a topic deleted and created again comes back with another id.
+        assert self._topic_ids is not None
+        if self._admin is None:
+            self._admin = admin_client(self._cfg)
+        ids, problems = lookup_topic_ids(self._admin, topics)
+        self._topic_ids.update(ids)
+        for topic, why in sorted(problems.items()):
+            self._topic_ids.pop(topic, None)
+            log.error(
+                "cannot describe topic %s (%s): its messages without eventId get topic:partition:offset ids, "
+                "which repeat if the topic is created again",
+                topic,
+                why,
+            )
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        self._forget_excluded(partitions)
+        keys = self._kept(partitions)
         log.info("revoking %s", _fmt(keys))
         self.rebalancing = True
         try:
@@ -204,9 +249,15 @@ class KafkaConsumer:
             self.rebalancing = False
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
+        self._forget_excluded(partitions)
+        keys = self._kept(partitions)
         log.warning("lost %s (no commit: another member may own them already)", _fmt(keys))
         self._call_handler(self._handler.lost(keys))
+
+    def _forget_excluded(self, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._excluded -= gone
+        self._exclude_pending = [p for p in self._exclude_pending if (p.topic, p.partition) not in gone]
 
     async def subscribe(self) -> None:
         """Join the group and subscribe to the configured topics."""
@@ -222,8 +273,14 @@ class KafkaConsumer:
         # Pause or resume right before consuming, in this thread: a pause takes effect for this very
         # call (librdkafka drops what it prefetched for paused partitions), so memory stays bounded.
         # While paused, the whole assignment is paused again each time, to catch newly assigned ones.
+        if self._exclude_pending:
+            self._consumer.pause(self._exclude_pending)
+            self._excluded.update((p.topic, p.partition) for p in self._exclude_pending)
+            self._exclude_pending = []
         if paused or self._paused:
             assignment = self._consumer.assignment()
+            if not paused and self._excluded:
+                assignment = [tp for tp in assignment if tp.topic not in self._exclude]  # stay paused
             if assignment:
                 (self._consumer.pause if paused else self._consumer.resume)(assignment)
             self._paused = paused
@@ -234,7 +291,11 @@ class KafkaConsumer:
         first = self._consumer.poll(timeout)
         if first is None:
             return []
-        return [first, *self._consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+        messages = [first, *self._consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+        if self._excluded or self._exclude_pending:
+            exclude = self._exclude
+            messages = [m for m in messages if m.topic() not in exclude]  # fetched before the pause
+        return messages
 
     async def consume(self, max_messages: int, timeout: float, paused: bool = False) -> list[Message]:
         """Take up to ``max_messages``, waiting at most ``timeout`` seconds; this also serves rebalances.

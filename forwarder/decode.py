@@ -70,15 +70,30 @@ class FieldError(ValueError):
 
 
 def derive_event_id(topic: str, partition: int, offset: int) -> str:
-    """A stable eventId for a message that has none: the same message always gets the same id.
+    """The eventId of a message that has none when its topic's id is unknown: ``topic:partition:offset``.
 
     The service keeps only the first event of an id, so a message delivered twice (after a crash or
-    a rebalance) is not counted twice.
+    a rebalance) is not counted twice. Used for dead letters written before topic ids were recorded,
+    so their replay keeps the id they first had; otherwise see :func:`event_id_prefix`.
     """
     readable = f"{topic}:{partition}:{offset}"
     if len(readable) <= limits.MAX_ID_LENGTH:
         return readable
     return "kafka:" + hashlib.sha256(readable.encode()).hexdigest()
+
+
+def event_id_prefix(topic: str, partition: int, topic_id: str) -> str:
+    """What a derived eventId starts with, before the offset: ``topic@topic_id:partition:``.
+
+    With the topic's id (which Kafka assigns anew when a topic is created), a message redelivered keeps
+    its id while a topic deleted and created again, or moved to another cluster, gives new ids to its
+    new messages at the same offsets. A prefix too long for an id of at most 256 characters (offset
+    included) is replaced by a hash of it.
+    """
+    readable = f"{topic}@{topic_id}:{partition}:"
+    if len(readable) + 20 <= limits.MAX_ID_LENGTH:  # 20: the digits of the largest offset
+        return readable
+    return "kafka:" + hashlib.sha256(readable.encode()).hexdigest() + ":"
 
 
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
@@ -153,6 +168,10 @@ class Decoder:
         self._parse = parse
         self.needs_registry: Callable[[bytes, Message], bool] | None = getattr(parse, "needs_registry", None)
         self._tracking_id = tracking_id
+        # Topic name → the id Kafka gave it, filled by the consumer at assignment (and by a replay from its
+        # records' headers); a derived eventId carries it. Per partition, the id's prefix is built once.
+        self.topic_ids: dict[str, str] = {}
+        self._prefixes: dict[tuple[str, int], tuple[str, str]] = {}
         self._event_type = mapping.event_type
         self._unit = mapping.sent_at_unit
         self._separator = mapping.impression_separator
@@ -230,6 +249,17 @@ class Decoder:
                 Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
             )
 
+    def _derived_id(self, message: Message) -> str:
+        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+        topic_id = self.topic_ids.get(topic)
+        if topic_id is None:
+            return derive_event_id(topic, partition, offset)
+        key = (topic, partition)
+        cached = self._prefixes.get(key)
+        if cached is None or cached[0] != topic_id:
+            cached = self._prefixes[key] = (topic_id, event_id_prefix(topic, partition, topic_id))
+        return cached[1] + str(offset)
+
     def _build(self, obj: dict[str, Any], envelope: Envelope) -> Event:
         """The event of a JSON object, or FieldError. One long function on purpose: it runs once per event,
         the hottest code of the forwarder, and each extra call would cost on every event."""
@@ -263,8 +293,7 @@ class Decoder:
 
         message = envelope.message
         if event_id is None:
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            event_id = derive_event_id(topic or "", partition or 0, offset or 0)
+            event_id = self._derived_id(message)
         elif event_id.__class__ is not str:
             event_id = _identifier("eventId", event_id)
         if sent_at.__class__ is float or sent_at.__class__ is int:

@@ -1,5 +1,5 @@
-"""Logging helpers: JSON lines for ``logging.format: json``, and librdkafka's messages routed through
-Python logging with repeats dropped."""
+"""Logging helpers: JSON lines for ``logging.format: json``, credentials redacted from every line, and
+librdkafka's messages routed through Python logging with repeats dropped."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 
 import orjson
+
+from forwarder.redaction import redact
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -29,6 +31,19 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps a formatter: the finished line (message, extra fields, traceback) goes through
+    :func:`forwarder.redaction.redact`, so no credential a service or an exception quoted is logged."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line, redacted."""
+        return redact(self._inner.format(record))
 
 
 class RepeatFilter(logging.Filter):

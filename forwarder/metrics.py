@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from forwarder import __version__
+from forwarder.redaction import redact
 
 
 class Metrics:
@@ -127,6 +128,12 @@ class Metrics:
             "Messages finished here that no accepted commit covers yet (a crash now sends them again).",
             registry=r,
         )
+        self.dead_letters_held = Gauge(
+            "forwarder_dead_letters_held",
+            "Dead-letter records too large for the topic even without value, key and headers: their "
+            "offsets are held until the topic takes them.",
+            registry=r,
+        )
         self.outage = Gauge(
             "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
         )
@@ -183,6 +190,18 @@ class HealthSource(Protocol):
         """Whether this replica is doing its job: partitions assigned, broker reachable, no outage."""
 
 
+class PortInUseError(Exception):
+    """The metrics port cannot be bound (taken by another process, or not allowed)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot serve metrics on {host}:{port}: {reason}; choose another port with observability.port "
+            "(FORWARDER__OBSERVABILITY__PORT), or null to disable"
+        )
+        self.host = host
+        self.port = port
+
+
 class ObservabilityServer:
     """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` on the app's own event loop.
 
@@ -202,7 +221,9 @@ class ObservabilityServer:
 
     async def _probe(self, check: tuple[bool, str]) -> web.Response:
         ok, detail = check
-        return web.Response(status=200 if ok else 503, text=("ok: " if ok else "not ok: ") + detail + "\n")
+        # The detail may quote a service's error message: no credential it holds is served.
+        text = ("ok: " if ok else "not ok: ") + redact(detail) + "\n"
+        return web.Response(status=200 if ok else 503, text=text)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return await self._probe(self._health.liveness())
@@ -211,7 +232,9 @@ class ObservabilityServer:
         return await self._probe(self._health.readiness())
 
     async def start(self, host: str, port: int) -> int:
-        """Bind and serve; return the port (useful when ``port`` is 0)."""
+        """Bind and serve; return the port (useful when ``port`` is 0).
+
+        Raises :class:`PortInUseError` when the address cannot be bound."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/healthz", self._healthz)
@@ -219,7 +242,11 @@ class ObservabilityServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise PortInUseError(host, port, exc.strerror or str(exc)) from None
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
         return self.port

@@ -7,9 +7,14 @@ and hands it to the same decode → batch → send → dead-letter path as the d
 coordinates come back, a message without an ``eventId`` gets the same derived id as the first time, so
 the service does not count a replayed event twice.
 
-Progress is committed under the group ``<kafka.group_id>.replay`` (or ``--group``): a replay stopped half
-way resumes where it stopped, and a second replay does not re-send what the first finished. Records that
-fail again go back to the dead-letter topic with their new reason (after the snapshot end, so this run
+Progress is kept per stage, under the group ``<base>.<stage>`` (``<base>`` is ``<kafka.group_id>.replay``
+or ``--group``), and a replay runs one pass per stage it replays (every stage without ``--stage``). So a
+replay stopped half way resumes where it stopped, a second replay does not re-send what the first
+finished, and a replay of one stage never moves past the records of another: those stay for a later
+replay of their stage. A ``--since`` replay keeps no progress at all (a fresh group each time): the
+older records it skips stay for later replays, and what it sent may be sent again by a later replay of
+its stage (with the same event ids, so the service keeps one). Records that fail again go back to the
+dead-letter topic with their new reason (after the snapshot end, taken once for every pass, so this run
 does not read them again). ``--dry-run`` sends nothing and commits nothing: it decodes each record with
 the current mapping and reports what would happen.
 """
@@ -21,6 +26,7 @@ import logging
 import re
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -34,6 +40,7 @@ from forwarder.dead_letter import (
     HEADER_PARTITION,
     HEADER_STAGE,
     HEADER_TOPIC,
+    HEADER_TOPIC_ID,
     HEADER_VALUE_DROPPED,
     header_list,
 )
@@ -46,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
+STAGES = tuple(stage.value for stage in Stage)  # the stages a dead-letter record can carry
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -171,14 +179,23 @@ class ReplayHooks:
         self.starts = starts  # partition -> where the replay group had got to
         self.total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
         self._progress = _Progress(self.total)
+        self.topic_ids: dict[str, str] | None = None  # the app's decoder's, set when the app is built
 
     def accept(self, message: Message) -> bool:
         """Only records that were there when the replay started."""
         return (message.offset() or 0) < self.ends.get(message.partition() or 0, 0)
 
     def prepare(self, message: Message) -> Message | None:
-        """The original message, if picked."""
-        return self.selection.pick(message)
+        """The original message, if picked; its original topic's id (from the record) goes to the decoder,
+        which decodes it next, so its derived event id is the one it had the first time."""
+        original = self.selection.pick(message)
+        if original is not None and self.topic_ids is not None:
+            topic_id = _forwarder_headers(message).get(HEADER_TOPIC_ID)
+            if topic_id:
+                self.topic_ids[original.topic() or ""] = topic_id
+            else:  # dead-lettered before topic ids were recorded: its id was topic:partition:offset
+                self.topic_ids.pop(original.topic() or "", None)
+        return original
 
     def finished(self, runtime: RuntimeView) -> bool:
         """Every partition finished up to its snapshot end, and nothing left in flight."""
@@ -212,8 +229,18 @@ class ReplayHooks:
         )
 
 
-def _snapshot(cfg: Config, group: str) -> tuple[dict[int, int], dict[int, int]]:
-    """High watermarks and the replay group's committed offsets of the dead-letter topic."""
+def progress_group(base: str, stage: str, since_ms: int | None) -> str:
+    """The consumer group holding a replay pass's progress: one per stage; a fresh one for ``--since``,
+    whose progress must not hide the older records it skipped from later replays."""
+    if since_ms is not None:
+        return f"{base}.{stage}.since-{uuid.uuid4().hex[:12]}"
+    return f"{base}.{stage}"
+
+
+def _snapshot(
+    cfg: Config, group: str, ends: dict[int, int] | None = None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """High watermarks (unless given) and the replay group's committed offsets of the dead-letter topic."""
     topic = cfg.dead_letter.topic
     consumer = Consumer(
         {
@@ -228,9 +255,10 @@ def _snapshot(cfg: Config, group: str) -> tuple[dict[int, int], dict[int, int]]:
         if metadata is None or metadata.error is not None:
             raise SystemExit(f"dead-letter topic {topic} not found on {cfg.kafka.bootstrap_servers}")
         partitions = sorted(metadata.partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in partitions
-        }
+        if ends is None:
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1] for p in partitions
+            }
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
         starts = {tp.partition: max(tp.offset, 0) for tp in committed}
         return ends, starts
@@ -238,7 +266,9 @@ def _snapshot(cfg: Config, group: str) -> tuple[dict[int, int], dict[int, int]]:
         consumer.close()
 
 
-def _dry_run(cfg: Config, selection: ReplaySelection, ends: dict[int, int], starts: dict[int, int]) -> int:
+def _dry_run(
+    cfg: Config, selection: ReplaySelection, ends: dict[int, int], stage_starts: dict[str, dict[int, int]]
+) -> int:
     topic = cfg.dead_letter.topic
     decoder = Decoder(cfg.mapping, cfg.personalize.tracking_id)
     consumer = Consumer(
@@ -250,6 +280,8 @@ def _dry_run(cfg: Config, selection: ReplaySelection, ends: dict[int, int], star
         }
     )
     outcomes: Counter[str] = Counter()
+    # Read from where the least advanced stage got to; a record its own stage's group is past is done.
+    starts = {p: min(s.get(p, 0) for s in stage_starts.values()) for p in ends}
     total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
     progress = _Progress(total)
     try:
@@ -267,6 +299,10 @@ def _dry_run(cfg: Config, selection: ReplaySelection, ends: dict[int, int], star
                     continue
                 if offset == ends[partition] - 1:
                     remaining.discard(partition)
+                stage = _forwarder_headers(record).get(HEADER_STAGE, "")
+                if stage in stage_starts and offset < stage_starts[stage].get(partition, 0):
+                    outcomes["already replayed"] += 1
+                    continue
                 original = selection.pick(record)
                 if original is not None:
                     result = decoder.decode(Envelope(original))
@@ -306,29 +342,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="decode and report; send and commit nothing")
     parser.add_argument(
-        "--group", help="consumer group for the replay's progress (default: <group_id>.replay)"
+        "--group",
+        help="prefix of the consumer groups holding the replay's progress, one per stage "
+        "(default: <group_id>.replay)",
     )
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
-    """Run a replay; exit 0 when every picked record was accepted or dead-lettered again."""
+    """Run a replay, one pass per stage; exit 0 when every picked record was accepted or dead-lettered again."""
     from forwarder.runtime import run_app  # noqa: PLC0415 - the runtime is heavy; --dry-run needs none of it
 
-    group = args.group or f"{cfg.kafka.group_id}.replay"
-    selection = ReplaySelection(args.stage, args.since)
-    ends, starts = _snapshot(cfg, group)
+    base = args.group or f"{cfg.kafka.group_id}.replay"
+    stages = list(dict.fromkeys(args.stage)) if args.stage else list(STAGES)
+    groups = {stage: progress_group(base, stage, args.since) for stage in stages}
+    ends: dict[int, int] | None = None
+    stage_starts: dict[str, dict[int, int]] = {}
+    for stage, group in groups.items():
+        ends, stage_starts[stage] = _snapshot(cfg, group, ends)  # one snapshot end for every pass
+    assert ends is not None
     if args.dry_run:
-        return _dry_run(cfg, selection, ends, starts)
-    replay_cfg = cfg.model_copy(
-        update={
-            "kafka": cfg.kafka.model_copy(update={"topics": [cfg.dead_letter.topic], "group_id": group}),
-            # A replay runs beside the daemon: it must not take the daemon's metrics port.
-            "observability": cfg.observability.model_copy(update={"port": None}),
-        }
-    )
-    hooks = ReplayHooks(selection, ends, starts, cfg.dead_letter.topic)
-    log.info("replaying %d records of %s (group %s)", hooks.total, cfg.dead_letter.topic, group)
-    metrics = Metrics()
-    code = run_app(replay_cfg, metrics, hooks)
-    print(hooks.report(metrics))
-    return code
+        return _dry_run(cfg, ReplaySelection(stages, args.since), ends, stage_starts)
+    for stage, group in groups.items():
+        starts = stage_starts[stage]
+        selection = ReplaySelection([stage], args.since)
+        hooks = ReplayHooks(selection, ends, starts, cfg.dead_letter.topic)
+        if hooks.total == 0:
+            print(
+                f"stage {stage}: replay of {cfg.dead_letter.topic}: nothing new since the last replay; "
+                "0 accepted by PutEvents; 0 dead-lettered again"
+            )
+            continue
+        replay_cfg = cfg.model_copy(
+            update={
+                "kafka": cfg.kafka.model_copy(update={"topics": [cfg.dead_letter.topic], "group_id": group}),
+                # A replay runs beside the daemon: it must not take the daemon's metrics port.
+                "observability": cfg.observability.model_copy(update={"port": None}),
+            }
+        )
+        log.info(
+            "replaying stage %s: %d records of %s (group %s)",
+            stage,
+            hooks.total,
+            cfg.dead_letter.topic,
+            group,
+        )
+        metrics = Metrics()
+        code = run_app(replay_cfg, metrics, hooks)
+        print(f"stage {stage}: {hooks.report(metrics)}")
+        if code != 0:
+            return code
+    return 0

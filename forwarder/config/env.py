@@ -6,13 +6,16 @@ Contract:
 - Inside ``kafka.client`` and ``dead_letter.producer`` the key's ``_`` stand for librdkafka's ``.``
   (``FORWARDER__KAFKA__CLIENT__SASL_PASSWORD`` sets ``sasl.password``), since no librdkafka property has
   an underscore.
-- Values starting with ``[`` or ``{`` are parsed as YAML; others stay strings (the schema converts them).
+- A value starting with ``[`` or ``{`` is parsed as YAML only for a list or mapping key (``kafka.topics``);
+  a string key (a password) takes the value verbatim; others stay strings (the schema converts them).
+- A list or mapping value that is not valid YAML is reported by its variable's name, never quoted
+  (:class:`EnvError`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -23,9 +26,18 @@ ENV_PREFIX = "FORWARDER__"
 PASSTHROUGH_PATHS = {("kafka", "client"), ("dead_letter", "producer")}
 
 
+class EnvError(ValueError):
+    """Variables whose values cannot be read; ``problems`` name each variable, never its value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:
     """Each ``FORWARDER__`` variable as (path in the schema's spelling, value), in ``environ``'s order."""
     overrides: list[tuple[list[str], object]] = []
+    problems: list[str] = []
     for name, raw in environ.items():
         if not name.upper().startswith(ENV_PREFIX):
             continue
@@ -33,10 +45,35 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], object]]:
         if len(parts) >= 3 and tuple(parts[:2]) in PASSTHROUGH_PATHS:
             parts = [*parts[:2], ".".join(parts[2:]).replace("_", ".")]
         value: object = raw
-        if raw[:1] in ("[", "{"):
-            value = yaml.safe_load(raw)
+        if raw[:1] in ("[", "{") and _is_structured(parts):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                # YAML's message quotes the text, which may be a secret: name the variable only.
+                problems.append(f"{name}: not valid YAML (the value is not shown)")
+                continue
         overrides.append((_resolve_case(parts), value))
+    if problems:
+        raise EnvError(problems)
     return overrides
+
+
+def _is_structured(parts: list[str]) -> bool:
+    """Whether the key at ``parts`` holds a list or a mapping (so its environment value is YAML)."""
+    model: Any = Config
+    annotation: Any = None
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not fields:
+            return False  # inside a pass-through map: a librdkafka property, a scalar
+        name = next((f for f in fields if f.lower() == part), None)
+        if name is None:
+            return False  # unknown key: reported by validation, verbatim
+        annotation = fields[name].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return get_origin(annotation) in (list, dict) or (isinstance(annotation, type) and model is not None)
 
 
 def apply_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from forwarder.config.env import apply_overrides
+from forwarder.config.env import EnvError, apply_overrides
 from forwarder.config.schema import RENAMED_KEYS, Config
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ def parse_config(data: object, environ: Mapping[str, str] | None = None) -> Conf
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): must be a mapping of sections, got {type(data).__name__}"])
-    merged = renamed_keys(apply_overrides(data, os.environ if environ is None else environ))
+    try:
+        merged = renamed_keys(apply_overrides(data, os.environ if environ is None else environ))
+    except EnvError as exc:
+        raise ConfigError(exc.problems) from None
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:
@@ -108,5 +111,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+        # Where and what, not YAML's quote of the line, which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
     return parse_config(data, environ)

@@ -169,8 +169,36 @@ class DeadLetterConfig(_Section):
 
     topic: NonEmptyStr = Field(description="Dead-letter topic.")
     producer: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra librdkafka properties for the dead-letter producer only."
+        default_factory=dict,
+        description="Extra librdkafka properties for the dead-letter producer only (`acks` must stay "
+        "all, idempotence on).",
     )
+
+    create_topic: bool = Field(
+        default=False,
+        description="Create the topic at start if it does not exist (as Kafka Connect creates its "
+        "dead-letter topic); otherwise a missing topic stops the start with an error.",
+    )
+    partitions: int = Field(default=1, ge=1, description="Partitions of a topic `create_topic` creates.")
+    replication_factor: int = Field(
+        default=-1,
+        ge=-1,
+        description="Replication factor of a topic `create_topic` creates; -1: the broker's "
+        "`default.replication.factor`.",
+    )
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the broker's default) or at least 1")
+        return value
+
+    @field_validator("producer")
+    @classmethod
+    def _acknowledged_writes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A dead-letter write finishes a message (its offset may be committed): it must be acknowledged.
+        return check_dead_letter_producer(value)
 
 
 class MappingFields(_Section):
@@ -275,3 +303,24 @@ class Config(_Section):
     def limits(self) -> BackpressureConfig:
         """The ``backpressure`` section under its name before the rename, for code not yet moved over."""
         return self.backpressure
+
+    @model_validator(mode="after")
+    def _dead_letter_not_consumed(self) -> Config:
+        # Consuming the dead-letter topic would feed each poison message back in, without bound.
+        if self.dead_letter.topic in self.kafka.topics:
+            raise ValueError(
+                f"dead_letter.topic {self.dead_letter.topic} is also in kafka.topics: the forwarder would "
+                "consume its own dead letters; use another topic"
+            )
+        return self
+
+
+def check_dead_letter_producer(props: dict[str, Any]) -> dict[str, Any]:
+    """Refuse overrides that let a dead-letter write count as done without the broker's acknowledgement."""
+    for key in ("acks", "request.required.acks"):
+        if key in props and str(props[key]).strip().lower() not in ("all", "-1"):
+            raise ValueError(f"{key} must be all (or -1): a dead letter must be acknowledged by the broker")
+    idempotence = props.get("enable.idempotence")
+    if idempotence is not None and str(idempotence).strip().lower() in ("false", "0", "no", "off"):
+        raise ValueError("enable.idempotence cannot be turned off: retried dead letters would be duplicated")
+    return props

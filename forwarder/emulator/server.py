@@ -221,7 +221,10 @@ class _Connection(asyncio.Protocol):
             self._process()
 
     def _finish_call(self, head: RequestHead, body: bytes, served: Served) -> None:
-        reply = self._emulator.finish_call(body, head.headers.get("authorization"), served)
+        headers = head.headers
+        reply = self._emulator.finish_call(
+            body, headers.get("authorization"), served, headers.get("x-amz-security-token")
+        )
         if reply is None:
             self._open = False
             if self._transport is not None:

@@ -13,7 +13,9 @@ It serves the five write operations of ``personalize-events`` (:data:`SERVED`: `
 2. ``drop_rate``: the TCP connection is closed without any response;
 3. the ``Authorization`` header must be SigV4 scoped to the signing name ``personalize``, else 403
    ``MissingAuthenticationTokenException`` / ``InvalidSignatureException`` (the HMAC is not verified);
-4. ``access_denied``: 403 ``AccessDeniedException``;
+4. ``access_denied``: 403 ``AccessDeniedException``; ``signature_mismatch``: 403 ``InvalidSignatureException``
+   quoting the canonical request as some AWS services do, the caller's ``x-amz-security-token`` included
+   (to test that a client keeps such text out of its logs);
 5. ``error_rate``: 500 ``InternalFailure`` or 503 ``ServiceUnavailable``, half each;
 6. ``throttle_rate``: 400 ``ThrottlingException`` "Rate exceeded";
 7. the body must be JSON that the operation's check in :mod:`forwarder.personalize.limits` accepts and
@@ -154,6 +156,7 @@ class Faults:
     spike_ms: float = 0.0
     quota_rps: float = 0.0
     access_denied: bool = False
+    signature_mismatch: bool = False
     tracking_ids: frozenset[str] | None = None
     reject_item_ids: frozenset[str] = frozenset()
     dataset_arns: frozenset[str] | None = None
@@ -166,8 +169,9 @@ class Faults:
             _number(name, getattr(self, name), maximum=1.0)
         for name in _NON_NEGATIVE_FIELDS:
             _number(name, getattr(self, name))
-        if not isinstance(self.access_denied, bool):
-            raise InvalidSettingError(f"access_denied: must be true or false, got {self.access_denied!r}")
+        for flag in ("access_denied", "signature_mismatch"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidSettingError(f"{flag}: must be true or false, got {getattr(self, flag)!r}")
         if self.tracking_ids is not None:
             _id_set("tracking_ids", self.tracking_ids)
         if self.dataset_arns is not None:
@@ -207,6 +211,7 @@ class Faults:
             value = 0.0 if name == "quota_rps" and current[name] is None else current[name]
             kwargs[name] = _number(name, value)
         kwargs["access_denied"] = current["access_denied"]
+        kwargs["signature_mismatch"] = current["signature_mismatch"]
         tracking_ids = current["tracking_ids"]
         kwargs["tracking_ids"] = None if tracking_ids is None else _id_set("tracking_ids", tracking_ids)
         dataset_arns = current["dataset_arns"]
@@ -477,9 +482,16 @@ class Emulator:
             delay_ms += faults.spike_ms
         return delay_ms / 1000.0 if delay_ms > 0 else 0.0
 
-    def finish_call(self, raw: bytes, authorization: str | None, served: Served = EVENTS) -> Reply | None:
+    def finish_call(
+        self,
+        raw: bytes,
+        authorization: str | None,
+        served: Served = EVENTS,
+        security_token: str | None = None,
+    ) -> Reply | None:
         """Decide a call of ``served`` whose latency is over: its :class:`Reply`, or ``None`` to drop the
-        connection.
+        connection. ``security_token`` is the caller's ``x-amz-security-token`` (quoted by the
+        ``signature_mismatch`` fault, as the service does).
 
         The order of the checks is in this module's docstring. Only accepted calls are recorded.
         """
@@ -487,7 +499,7 @@ class Emulator:
         if self._faults.drop_rate and self._drop_rng.random() < self._faults.drop_rate:
             stats.dropped += 1
             return None
-        refused = self._refusal(authorization, served, stats)
+        refused = self._refusal(authorization, served, stats, security_token)
         if refused is not None:
             return refused
         try:
@@ -501,13 +513,20 @@ class Emulator:
         self._accept(raw, body, served, stats)
         return _ACCEPTED
 
-    def _refusal(self, authorization: str | None, served: Served, stats: Stats) -> Reply | None:
+    def _refusal(
+        self, authorization: str | None, served: Served, stats: Stats, security_token: str | None = None
+    ) -> Reply | None:
         """Steps 3 to 6: what is refused before the body is read (authentication, injected faults)."""
         faults = self._faults
         auth_problem = check_authorization(authorization)
         if auth_problem is not None:
             stats.unauthenticated += 1
             return _error(403, *auth_problem)
+        if faults.signature_mismatch:
+            stats.unauthenticated += 1
+            return _error(
+                403, "InvalidSignatureException", _canonical_mismatch(authorization, security_token)
+            )
         if faults.access_denied:
             stats.access_denied += 1
             return _error(
@@ -606,6 +625,19 @@ class Emulator:
             bucket.tokens -= 1.0
             return True
         return False
+
+
+def _canonical_mismatch(authorization: str | None, security_token: str | None) -> str:
+    """The text AWS sends with a signature mismatch: the canonical request it expected, verbatim."""
+    signed = "content-type;host;x-amz-date" + (";x-amz-security-token" if security_token else "")
+    token_line = f"x-amz-security-token:{security_token}\n" if security_token else ""
+    return (
+        "The request signature we calculated does not match the signature you provided. Check your AWS "
+        "Secret Access Key and signing method. Consult the service documentation for details.\n\n"
+        "The Canonical String for this request should have been\n'POST\n/events\n\n"
+        f"content-type:application/json\nhost:personalize-events\nx-amz-date:20261201T000000Z\n{token_line}\n"
+        f"{signed}\nUNSIGNED-PAYLOAD'\n\nThe request's own authorization was '{authorization or ''}'"
+    )
 
 
 def _error(status: int, code: str, message: str) -> Reply:

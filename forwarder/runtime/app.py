@@ -86,6 +86,13 @@ class App:
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor()
         self.tracker = tracker = OffsetTracker()
+        decoder = Decoder(
+            cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
+        )
+        # Filled at each assignment (the Admin API); derived event ids and dead-letter headers carry it.
+        self.topic_ids = decoder.topic_ids
+        if hooks is not None:
+            hooks.topic_ids = decoder.topic_ids
         sender = self._sender(transport or make_transport(cfg.personalize), clock)
         batcher = Batcher(cfg.batching.max_events, cfg.batching.linger_ms / 1000)
         self.dispatcher = Dispatcher(
@@ -95,9 +102,6 @@ class App:
         self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
-        decoder = Decoder(
-            cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
-        )
         self.pump = Pump(
             self.source,
             tracker,
@@ -133,7 +137,16 @@ class App:
 
     def _kafka_consumer(self, handler: RebalanceHandler) -> KafkaConsumer:
         kafka, loop = self.cfg.kafka, asyncio.get_running_loop()
-        return KafkaConsumer(kafka, handler, loop, self.cfg.shutdown.timeout_s, on_error=self._consumer_error)
+        return KafkaConsumer(
+            kafka,
+            handler,
+            loop,
+            self.cfg.shutdown.timeout_s,
+            on_error=self._consumer_error,
+            # A regex subscription may match the dead-letter topic; listed explicitly, it is a replay's input.
+            exclude_topics=frozenset({self.cfg.dead_letter.topic}) - set(kafka.topics),
+            topic_ids=self.topic_ids,  # derived event ids carry the topic's id
+        )
 
     def _sender(self, transport: Transport, clock: Callable[[], float]) -> Sender:
         personalize = self.cfg.personalize
@@ -156,6 +169,8 @@ class App:
             # Without it a fatal producer error (fenced, out of sequence) would fail every later write,
             # and the replica would hold its offsets and retry them forever while looking healthy.
             on_error=lambda err: supervisor.kafka_error(err, "dead-letter producer"),
+            on_held=metrics.dead_letters_held.set,
+            topic_ids=self.topic_ids,
         )
 
     # ---- the view hooks get (forwarder.runtime.hooks.RuntimeView) ---------------------------------

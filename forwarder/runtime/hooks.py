@@ -43,6 +43,10 @@ class RuntimeView(Protocol):
 class Hooks(Protocol):
     """The points where a variant changes the pipeline."""
 
+    # The decoder's topic → topic id map (derived event ids carry the id), handed over by the App when it
+    # is built; a variant may set the id a message's topic had (a replay: the one its record names).
+    topic_ids: dict[str, str] | None
+
     def accept(self, message: Message) -> bool:
         """Whether this run takes the message at all; one not taken is not tracked, so not committed."""
 

@@ -15,6 +15,7 @@ from tests.support import (
     ForwarderConfig,
     committed,
     create_topic,
+    delete_topic,
     free_port,
     fully_committed,
     headers_dict,
@@ -225,11 +226,12 @@ def test_while_the_dead_letter_topic_is_unavailable_nothing_is_committed_past_it
     bootstrap: str, tmp_path: Path
 ) -> None:
     topic = create_topic(bootstrap, unique("dlq-down"))
-    dlq = unique("dlq-missing")  # does not exist yet, and the broker does not create topics on its own
+    # The start-up checks insist that the dead-letter topic exists; it is deleted once the replica runs
+    # (and the broker does not create topics on its own), then the messages are produced.
+    dlq = create_topic(bootstrap, unique("dlq-missing"))
     records = [(b"k", _encode(_event(i))) for i in range(10)]
     records.append((b"bad", b"not json"))
     records += [(b"k", _encode(_event(i))) for i in range(10, 20)]
-    produce(bootstrap, topic, records)
 
     emulator = start_emulator(tmp_path)
     cfg = ForwarderConfig(
@@ -242,6 +244,9 @@ def test_while_the_dead_letter_topic_is_unavailable_nothing_is_committed_past_it
     )
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
+        wait_for(lambda: "starting:" in replica.log_text(), 60, what="the replica past its start-up checks")
+        delete_topic(bootstrap, dlq)
+        produce(bootstrap, topic, records)
         wait_for(lambda: len(_accepted_ids(emulator)) >= 20, 60, what="the valid events")
         time.sleep(3)  # several commit intervals and dead-letter retries
         assert committed(bootstrap, cfg.group, topic)[0] <= 10, "committed past the unacknowledged message"

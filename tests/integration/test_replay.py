@@ -47,7 +47,7 @@ def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tm
     dlq = create_topic(bootstrap, unique("replay-dlq"))
     records = []
     for i in range(40):
-        # No eventId: the forwarder derives topic:partition:offset, which a replay must reproduce.
+        # No eventId: the forwarder derives topic@topic_id:partition:offset, which a replay must reproduce.
         ev = {
             "sessionId": f"s-{i % 4}",
             "eventType": "view",
@@ -72,7 +72,8 @@ def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tm
         stages = sorted(dict(m.headers())["forwarder.error.stage"].decode() for m in dead)
         assert stages == ["api"] * 5 + ["validate"]
         expected_ids = {
-            f"{topic}:{dict(m.headers())['forwarder.original.partition'].decode()}:"
+            f"{topic}@{dict(m.headers())['forwarder.original.topic_id'].decode()}:"
+            f"{dict(m.headers())['forwarder.original.partition'].decode()}:"
             f"{dict(m.headers())['forwarder.original.offset'].decode()}"
             for m in dead
             if dict(m.headers())["forwarder.error.stage"] == b"api"

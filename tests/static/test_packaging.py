@@ -268,8 +268,9 @@ def test_emulator_answers_one_putevents_call(emulator: tuple[str, subprocess.Pop
 
 
 def test_daemon_logs_its_version_first_and_exports_build_info(venv: Path, tmp_path: Path) -> None:
-    # No broker listens on the bootstrap port and nothing is sent: the run path starts, logs, and serves
-    # its metrics, which is all that is checked here (delivery is the integration tests' job).
+    # No broker listens on the bootstrap port and nothing is sent: the run path starts (without the
+    # preflight, which would wait for a broker), logs, and serves its metrics, which is all that is checked
+    # here (delivery and the preflight are the integration tests' job).
     metrics_port = free_port()
     env = _clean_env(
         FORWARDER__KAFKA__BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
@@ -278,7 +279,7 @@ def test_daemon_logs_its_version_first_and_exports_build_info(venv: Path, tmp_pa
         FORWARDER__OBSERVABILITY__PORT=str(metrics_port),
     )
     proc, stderr = _start(
-        [str(venv / "forwarder"), "run", "--config", str(REPO / "config" / "local.yaml")],
+        [str(venv / "forwarder"), "run", "--no-preflight", "--config", str(REPO / "config" / "local.yaml")],
         tmp_path,
         "run",
         env,
