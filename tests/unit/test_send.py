@@ -60,7 +60,7 @@ class Observer:
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
         self.outcomes.append(outcome)
 
-    def outage(self, active: bool, reason: str) -> None:
+    def outage(self, active: bool, reason: str, tracking_id: str) -> None:
         self.outages.append(active)
 
 
