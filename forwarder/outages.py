@@ -57,6 +57,7 @@ class TrackerOutage:
     schedule: ProbeSchedule
     over: asyncio.Event = field(default_factory=asyncio.Event)
     probe: asyncio.Lock = field(default_factory=asyncio.Lock)  # one batch probes at a time
+    expired_reported: bool = False  # the expiry was logged and the outage gauge dropped
 
     @property
     def active(self) -> bool:

@@ -202,7 +202,7 @@ class Sender:
             except Outage as exc:
                 scope = self.outages.scope_of(key.tracking_id, exc)
                 if expired is not None and scope == expired.tracking_id:
-                    raise self.outages.expiry(expired) from None  # one call each once expired, no holding
+                    raise self._expired(expired) from None  # one call each once expired, no holding
                 state = self._begin_outage(scope, exc)
                 if await self._probe_until_healthy(state, key, events, result):
                     return
@@ -225,7 +225,7 @@ class Sender:
                 left = outages.remaining(state)
                 if left == 0.0:
                     if held:
-                        raise outages.expiry(state)
+                        raise self._expired(state)
                     return state
             else:
                 left = None
@@ -291,11 +291,11 @@ class Sender:
             while state.active:
                 left = outages.remaining(state)
                 if left == 0.0:
-                    raise outages.expiry(state)
+                    raise self._expired(state)
                 delay = state.schedule.next_delay()
                 await asyncio.sleep(delay if left is None else min(delay, left))
                 if outages.expired(state):
-                    raise outages.expiry(state)
+                    raise self._expired(state)
                 try:
                     await self._call(key, events, result)
                 except Outage as exc:
@@ -310,6 +310,20 @@ class Sender:
                 self._end_outage(state)
                 return True
             return False
+
+    def _expired(self, state: TrackerOutage) -> OutageExpired:
+        """The error that dead-letters a batch of an expired outage; the first time, the outage stops
+        counting as one (its gauge series goes, the dead-letter counter takes over) and one line says so."""
+        if not state.expired_reported:
+            state.expired_reported = True
+            log.error(
+                "PutEvents refused tracking id %r for longer than retry.outage_max_s (%gs): its held events "
+                "go to the dead-letter topic with stage outage; each later batch of it is tried once",
+                state.tracking_id,
+                self.outages.max_s,
+            )
+            self._observer.outage(False, "", state.tracking_id)
+        return self.outages.expiry(state)
 
     def _end_outage(self, state: TrackerOutage) -> None:
         if self.outages.end(state):
