@@ -18,7 +18,7 @@ Two scopes:
 Probes start ``retry.outage_first_probe_s`` after the outage began and double up to
 ``retry.outage_retry_interval_s`` (:class:`ProbeSchedule`), so a blip costs seconds and a long outage one
 slow probe. Pure state with an injected clock; the waiting and probing around the calls is
-:class:`forwarder.send.Sender`'s.
+:class:`forwarder.probe.OutageProbe`'s.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ the outage probe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -41,10 +40,11 @@ from tenacity import (
 from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
-from forwarder.outages import OutageExpired, Outages, TrackerOutage
+from forwarder.outages import OutageExpired, Outages
 from forwarder.outcome import Reason, Stage
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
 from forwarder.personalize.transport import Transport
+from forwarder.probe import OutageProbe
 from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Sender:
         self.outages = Outages(
             tracking_id, retry.outage_first_probe_s, retry.outage_retry_interval_s, retry.outage_max_s, clock
         )
+        self._probe = OutageProbe(self.outages, retry, self._call, self._observer)
 
     @property
     def in_outage(self) -> bool:
@@ -193,45 +194,8 @@ class Sender:
             raise exc.last_attempt.exception() or RuntimeError("retry failed") from None
 
     async def _attempt(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
-        """One call, waiting out the outages it is subject to; raises :class:`OutageExpired` when its
-        tracker's outage has outlasted ``retry.outage_max_s``."""
-        while True:
-            expired = await self._wait_for_turn(key.tracking_id)
-            try:
-                await self._call(key, events, result)
-            except Outage as exc:
-                scope = self.outages.scope_of(key.tracking_id, exc)
-                if expired is not None and scope == expired.tracking_id:
-                    raise self._expired(expired) from None  # one call each once expired, no holding
-                state = self._begin_outage(scope, exc)
-                if await self._probe_until_healthy(state, key, events, result):
-                    return
-                continue  # another batch's probe got through: try this one again the normal way
-            if expired is not None:
-                self._end_outage(expired)
-            return
-
-    async def _wait_for_turn(self, tracking_id: str) -> TrackerOutage | None:
-        """Wait while the replica's outage or this tracker's holds; return the tracker's outage if it had
-        expired already (the batch then makes one call). A batch held until its tracker's outage expires
-        raises :class:`OutageExpired` without a call: the probe spoke for it."""
-        outages, held = self.outages, False
-        while True:
-            state = outages.global_outage
-            if state is None:
-                state = outages.get(tracking_id)
-                if state is None:
-                    return None
-                left = outages.remaining(state)
-                if left == 0.0:
-                    if held:
-                        raise self._expired(state)
-                    return state
-            else:
-                left = None
-            held = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.over.wait(), left)
+        """One call, waiting out the outages it is subject to (:class:`~forwarder.probe.OutageProbe`)."""
+        await self._probe.attempt(key, events, result)
 
     async def _call(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
         async with self._slots:
@@ -247,88 +211,6 @@ class Sender:
                 raise
             self.limiter.on_success()
             self._observer.call_finished("ok", len(events), self._clock() - started)
-
-    def _begin_outage(self, scope: str, exc: Outage) -> TrackerOutage:
-        state, new = self.outages.begin(scope, exc)
-        if not new:
-            return state
-        self._observer.outage(True, str(exc), scope)
-        cfg = self._retry
-        if scope == self.outages.global_scope:
-            log.error(
-                "PutEvents refuses every call (%s). This is not the messages' fault: check "
-                "personalize.tracking_id, the region and the AWS credentials. Consumption is paused, "
-                "offsets are kept, nothing is dead-lettered; probing after %gs, doubling up to every %gs.",
-                exc,
-                cfg.outage_first_probe_s,
-                cfg.outage_retry_interval_s,
-            )
-        else:
-            log.error(
-                "PutEvents refuses calls for tracking id %r, which messages carry (%s). Only its sessions "
-                "wait; the others flow. Probing after %gs, doubling up to every %gs; after "
-                "retry.outage_max_s (%gs) its events go to the dead-letter topic with stage outage.",
-                scope,
-                exc,
-                cfg.outage_first_probe_s,
-                cfg.outage_retry_interval_s,
-                cfg.outage_max_s,
-            )
-        return state
-
-    async def _probe_until_healthy(
-        self, state: TrackerOutage, key: SessionKey, events: list[Event], result: SendResult
-    ) -> bool:
-        """Retry this batch on the probe schedule until the service accepts it; True if this batch's call
-        got through, False if another's did.
-
-        One batch probes per outage while the others of its scope wait, so a wrong tracking id does not
-        become a storm of calls. A non-outage error from the probe ends the outage and goes back to the
-        normal path. An outage of another tracker that expires raises :class:`OutageExpired`.
-        """
-        outages = self.outages
-        async with state.probe:
-            while state.active:
-                left = outages.remaining(state)
-                if left == 0.0:
-                    raise self._expired(state)
-                delay = state.schedule.next_delay()
-                await asyncio.sleep(delay if left is None else min(delay, left))
-                if outages.expired(state):
-                    raise self._expired(state)
-                try:
-                    await self._call(key, events, result)
-                except Outage as exc:
-                    log.warning("PutEvents still refuses calls for %r: %s", state.tracking_id, exc)
-                    scope = outages.scope_of(key.tracking_id, exc)
-                    if scope != state.tracking_id:
-                        self._begin_outage(scope, exc)
-                    continue
-                except PutEventsError:
-                    self._end_outage(state)
-                    raise
-                self._end_outage(state)
-                return True
-            return False
-
-    def _expired(self, state: TrackerOutage) -> OutageExpired:
-        """The error that dead-letters a batch of an expired outage; the first time, the outage stops
-        counting as one (its gauge series goes, the dead-letter counter takes over) and one line says so."""
-        if not state.expired_reported:
-            state.expired_reported = True
-            log.error(
-                "PutEvents refused tracking id %r for longer than retry.outage_max_s (%gs): its held events "
-                "go to the dead-letter topic with stage outage; each later batch of it is tried once",
-                state.tracking_id,
-                self.outages.max_s,
-            )
-            self._observer.outage(False, "", state.tracking_id)
-        return self.outages.expiry(state)
-
-    def _end_outage(self, state: TrackerOutage) -> None:
-        if self.outages.end(state):
-            log.warning("PutEvents accepts calls for %r again; resuming", state.tracking_id)
-            self._observer.outage(False, "", state.tracking_id)
 
     async def close(self) -> None:
         """Close the transport."""
