@@ -39,6 +39,8 @@ pytestmark = pytest.mark.integration
 CONFIGURED = "tracking-test"  # the ForwarderConfig default, known to the emulator below
 TYPO = "trakcing-test"  # a tracking id one message carries, unknown to the service
 TYPO_OFFSET = 7
+FORBIDDEN = "someone-elses-tracker"  # a tracking id one message carries, which the service forbids
+FORBIDDEN_OFFSET = 19
 
 
 def _event(i: int, **extra: Any) -> dict[str, Any]:
@@ -73,9 +75,11 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
 ) -> None:
     topic = create_topic(bootstrap, unique("trk"))  # one partition: the typo sits among the others
     dlq = create_topic(bootstrap, unique("trk-dlq"))
-    events = [_event(i, trackingId=TYPO) if i == TYPO_OFFSET else _event(i) for i in range(30)]
+    own = {TYPO_OFFSET: TYPO, FORBIDDEN_OFFSET: FORBIDDEN}
+    events = [_event(i, trackingId=own[i]) if i in own else _event(i) for i in range(30)]
     produce(bootstrap, topic, [(b"k", json.dumps(ev).encode()) for ev in events])
-    emulator = start_emulator(tmp_path, "--tracking-id", CONFIGURED)
+    emulator = start_emulator(tmp_path)
+    emulator.set_faults(tracking_ids=[CONFIGURED, FORBIDDEN], forbidden_tracking_ids=[FORBIDDEN])
     port = free_port()
     retry = {"outage_first_probe_s": 0.5, "outage_retry_interval_s": 1, "outage_max_s": 3}
     cfg = ForwarderConfig(
@@ -86,7 +90,7 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
         emulator.url,
         extra={"retry": retry, "observability": {"port": port, "host": "127.0.0.1"}},
     )
-    others = {ev["eventId"] for ev in events} - {f"ev-{TYPO_OFFSET}"}
+    others = {ev["eventId"] for ev in events} - {f"ev-{TYPO_OFFSET}", f"ev-{FORBIDDEN_OFFSET}"}
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
         # Every other session flows while the typo's events are held: nothing is dead-lettered yet and
@@ -94,33 +98,39 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
         wait_for(lambda: _accepted(emulator) >= others, 60, what="the other sessions to be delivered")
         metrics = scrape(port)
         assert metrics.get(f'forwarder_outage{{tracking_id="{TYPO}"}}') == 1.0, metrics
+        assert metrics.get(f'forwarder_outage{{tracking_id="{FORBIDDEN}"}}') == 1.0, metrics
         assert metrics.get(f'forwarder_outage{{tracking_id="{CONFIGURED}"}}') == 0.0
         assert read_topic(bootstrap, dlq, timeout=0.5) == [], "held, not dead-lettered, before the bound"
         assert committed(bootstrap, cfg.group, topic)[0] <= TYPO_OFFSET, "never past the held message"
         # After retry.outage_max_s the held events go to the dead-letter topic, and commits move on.
-        (dead,) = read_topic(bootstrap, dlq, expect=1, timeout=30)
-        headers = headers_dict(dead)
-        assert headers["forwarder.error.stage"] == "outage"
-        assert headers["forwarder.error.class"] == "ResourceNotFoundException"
-        assert TYPO in headers["forwarder.error.message"]
-        assert json.loads(dead.value())["eventId"] == f"ev-{TYPO_OFFSET}"
+        dead = read_topic(bootstrap, dlq, expect=2, timeout=30)
+        found = {json.loads(record.value())["eventId"]: headers_dict(record) for record in dead}
+        assert found.keys() == {f"ev-{TYPO_OFFSET}", f"ev-{FORBIDDEN_OFFSET}"}
+        for offset, tracker, error in [
+            (TYPO_OFFSET, TYPO, "ResourceNotFoundException"),
+            (FORBIDDEN_OFFSET, FORBIDDEN, "AccessDeniedException"),
+        ]:
+            headers = found[f"ev-{offset}"]
+            assert headers["forwarder.error.stage"] == "outage"
+            assert headers["forwarder.error.class"] == error
+            assert tracker in headers["forwarder.error.message"]
         wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
         wait_for(lambda: f'forwarder_outage{{tracking_id="{TYPO}"}}' not in scrape(port), 10, what="series")
-        assert scrape(port).get('forwarder_events_dead_lettered_total{stage="outage"}') == 1.0
+        assert scrape(port).get('forwarder_events_dead_lettered_total{stage="outage"}') == 2.0
         assert replica.stop() == 0
     assert "refuses calls for tracking id" in replica.log_text()
     assert "refuses every call" not in replica.log_text(), "never the replica's outage"
 
-    # The operator creates the tracker; a replay of stage outage sends the event the normal way.
+    # The operator creates one tracker and grants the other; a replay of stage outage sends both the
+    # normal way.
     emulator = start_emulator(tmp_path, "--tracking-id", CONFIGURED)
-    emulator.set_faults(tracking_ids=[CONFIGURED, TYPO])
+    emulator.set_faults(tracking_ids=[CONFIGURED, TYPO, FORBIDDEN])
     cfg.endpoint = emulator.url
     with running([emulator]):
         done = _replay(cfg.config_path(tmp_path), "--stage", "outage")
         assert done.returncode == 0, done.stderr
-        (call,) = emulator.calls()
-        assert call["trackingId"] == TYPO
-        assert [ev["eventId"] for ev in call["eventList"]] == [f"ev-{TYPO_OFFSET}"]
+        calls = {call["trackingId"]: [ev["eventId"] for ev in call["eventList"]] for call in emulator.calls()}
+        assert calls == {TYPO: [f"ev-{TYPO_OFFSET}"], FORBIDDEN: [f"ev-{FORBIDDEN_OFFSET}"]}
 
 
 def test_a_three_second_outage_of_the_configured_tracker_costs_seconds_not_the_interval(
