@@ -121,32 +121,48 @@ class OutageProbe:
 
         One batch probes per outage while the others of its scope wait, so a wrong tracking id does not
         become a storm of calls. A non-outage error from the probe ends the outage and goes back to the
-        normal path. An outage of another tracker that expires raises :class:`OutageExpired`.
+        normal path. An outage of another tracker that expires raises :class:`OutageExpired`. A probe of
+        the replica's outage answered with its own tracker's refusal ends the replica's outage and goes on
+        probing its tracker's (outside the replica's probe lock, which others may wait on).
         """
-        outages = self.outages
         async with state.probe:
-            while state.active:
-                left = outages.remaining(state)
-                if left == 0.0:
-                    raise self._expired(state)
-                delay = state.schedule.next_delay()
-                await asyncio.sleep(delay if left is None else min(delay, left))
-                if outages.expired(state):
-                    raise self._expired(state)
-                try:
-                    await self._call(key, events, result)
-                except Outage as exc:
-                    log.warning("PutEvents still refuses calls for %r: %s", state.tracking_id, exc)
-                    scope = outages.scope_of(key.tracking_id, exc)
-                    if scope != state.tracking_id:
-                        self._begin_outage(scope, exc)
+            handover = await self._probe_loop(state, key, events, result)
+        if isinstance(handover, bool):
+            return handover
+        return await self._probe_until_healthy(handover, key, events, result)
+
+    async def _probe_loop(
+        self, state: TrackerOutage, key: SessionKey, events: list[Event], result: SendResult
+    ) -> bool | TrackerOutage:
+        """:meth:`_probe_until_healthy` under the outage's probe lock; an outage to probe next instead."""
+        outages = self.outages
+        while state.active:
+            left = outages.remaining(state)
+            if left == 0.0:
+                raise self._expired(state)
+            delay = state.schedule.next_delay()
+            await asyncio.sleep(delay if left is None else min(delay, left))
+            if outages.expired(state):
+                raise self._expired(state)
+            try:
+                await self._call(key, events, result)
+            except Outage as exc:
+                log.warning("PutEvents still refuses calls for %r: %s", state.tracking_id, exc)
+                scope = outages.scope_of(key.tracking_id, exc)
+                if scope == state.tracking_id:
                     continue
-                except PutEventsError:
-                    self._end_outage(state)
-                    raise
+                other = self._begin_outage(scope, exc)
+                if scope == outages.global_scope:
+                    continue  # the replica's outage now: this tracker's stands too
+                # The replica's cause is gone: the service answers about this batch's own tracker.
                 self._end_outage(state)
-                return True
-            return False
+                return other
+            except PutEventsError:
+                self._end_outage(state)
+                raise
+            self._end_outage(state)
+            return True
+        return False
 
     def _expired(self, state: TrackerOutage) -> OutageExpired:
         """The error that dead-letters a batch of an expired outage; the first time, the outage stops

@@ -97,14 +97,15 @@ RETRY = RetryConfig(
 class TrackerService:
     """Refuses the tracking ids in ``refused`` with the given error; records each call's tracking id."""
 
-    def __init__(self, refused: dict[str, Outage]) -> None:
+    def __init__(self, refused: dict[str, Outage], everything: Outage | None = None) -> None:
         self.refused = refused
+        self.everything = everything  # refuses every call (credentials) while set
         self.calls: list[str] = []
 
     async def put_events(self, key: SessionKey, events: Sequence[Event]) -> None:
         self.calls.append(key.tracking_id)
         await asyncio.sleep(0)
-        error = self.refused.get(key.tracking_id)
+        error = self.everything or self.refused.get(key.tracking_id)
         if error is not None:
             raise error
 
@@ -210,3 +211,42 @@ def test_a_blip_is_ridden_out_in_about_the_first_probe() -> None:
         return time.monotonic() - started
 
     assert asyncio.run(go()) < 1.0, "the first probe comes after outage_first_probe_s, not the interval"
+
+
+def test_a_replica_outage_probed_by_another_trackers_batch_ends_when_only_that_tracker_is_refused() -> None:
+    # The credentials fail while a batch of an unknown tracker is the first to call: it probes the
+    # replica's outage. When the credentials come back its own tracker is still refused: that must end the
+    # replica's outage (the configured tracker's batches go) and leave the batch to its tracker's.
+    service = TrackerService({"typo": NOT_FOUND}, everything=NO_CREDENTIALS)
+
+    async def go() -> tuple[SendResult, SendResult]:
+        sender = Sender(service, RETRY, max_in_flight=4, tracking_id="mine")
+        typo = asyncio.create_task(sender.send(_batch("typo", "a")))
+        await asyncio.sleep(0.05)
+        assert sender.in_outage
+        mine = asyncio.create_task(sender.send(_batch("mine", "b")))
+        await asyncio.sleep(0.05)
+        service.everything = None
+        done = await asyncio.wait_for(mine, 2.0)
+        assert not sender.in_outage
+        return done, await asyncio.wait_for(typo, 5.0)
+
+    mine, typo = asyncio.run(go())
+    assert len(mine.accepted) == 2
+    assert [f.reason.stage for f in typo.failed] == [Stage.OUTAGE] * 2
+
+
+def test_that_batch_goes_on_probing_its_trackers_outage_so_a_fix_in_time_delivers_it() -> None:
+    service = TrackerService({"typo": NOT_FOUND}, everything=NO_CREDENTIALS)
+
+    async def go() -> SendResult:
+        sender = Sender(service, RETRY, max_in_flight=4, tracking_id="mine")
+        typo = asyncio.create_task(sender.send(_batch("typo", "a")))
+        await asyncio.sleep(0.05)
+        service.everything = None
+        await asyncio.sleep(0.1)
+        assert sender.outages.get("typo") is not None
+        service.refused.clear()  # the tracker is created well before outage_max_s
+        return await asyncio.wait_for(typo, 2.0)
+
+    assert len(asyncio.run(go()).accepted) == 2
