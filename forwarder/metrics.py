@@ -7,6 +7,7 @@ process (tests) do not share counters.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 from aiohttp import web
@@ -135,8 +136,13 @@ class Metrics:
             registry=r,
         )
         self.outage = Gauge(
-            "forwarder_outage", "1 while PutEvents refuses every call (tracking id, credentials).", registry=r
+            "forwarder_outage",
+            "1 while PutEvents refuses calls for the tracking id (the configured one: every call, "
+            "consumption paused; another: only its sessions wait).",
+            ["tracking_id"],
+            registry=r,
         )
+        self._configured_tracker: str | None = None
         self.build_info = build_info(r)
 
     # SendObserver
@@ -147,9 +153,20 @@ class Metrics:
         if outcome == "ok":
             self.batch_size.observe(events)
 
-    def outage_changed(self, active: bool) -> None:
-        """The service entered or left an outage."""
-        self.outage.set(1 if active else 0)
+    def configured_tracker(self, tracking_id: str) -> None:
+        """Name the configured tracking id: its outage series exists from now on (0 or 1)."""
+        self._configured_tracker = tracking_id
+        self.outage.labels(tracking_id).set(0)
+
+    def outage_changed(self, active: bool, tracking_id: str) -> None:
+        """The service entered or left an outage for ``tracking_id``. The configured tracker's series
+        stays (0 or 1); another's is removed when its outage ends, so the ids that messages carry do not
+        accumulate series."""
+        if active or tracking_id == self._configured_tracker:
+            self.outage.labels(tracking_id).set(1 if active else 0)
+        else:
+            with contextlib.suppress(KeyError):
+                self.outage.remove(tracking_id)
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:

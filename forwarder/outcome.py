@@ -27,6 +27,7 @@ class Stage(StrEnum):
     VALIDATE = "validate"  # a field is missing or breaks a PutEvents limit
     API = "api"  # the service rejected that very event
     RETRY_EXHAUSTED = "retry_exhausted"  # throttling, 5xx or timeouts outlasted the retry budget
+    OUTAGE = "outage"  # a tracking id of the message's own was refused for longer than retry.outage_max_s
 
 
 @dataclass(slots=True, frozen=True)

@@ -3,9 +3,12 @@
 Contract of :meth:`Sender.send`: it returns only when every event of the batch has an outcome, as a
 :class:`SendResult`: accepted by the service, or failed with the dead-letter stage and reason
 (``api``: the service rejected that very event; ``retry_exhausted``: throttling, 5xx, timeouts or
-connection errors outlasted the retry budget). It never returns while the service is in an *outage*
-(``ResourceNotFoundException``, access denied, bad credentials): those are not the messages' fault, so
-it reports the outage, waits and tries again until the service accepts, and nothing is dead-lettered.
+connection errors outlasted the retry budget; ``outage``: a tracking id of the messages' own was refused
+for longer than ``retry.outage_max_s``). It never returns while the service is in an *outage*
+(``ResourceNotFoundException``, access denied, bad credentials) short of that bound: those are not the
+messages' fault, so it reports the outage, waits and tries again until the service accepts. Outages are
+scoped to the tracker they concern (:mod:`forwarder.outages`): the configured tracker's stops every
+batch, another tracker's only that tracker's batches.
 
 The transports (:mod:`forwarder.personalize`) make the call and raise one of three errors
 (:class:`~forwarder.personalize.errors.InvalidInput`, :class:`~forwarder.personalize.errors.Retryable`,
@@ -37,9 +40,11 @@ from tenacity import (
 from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
+from forwarder.outages import OutageExpired, Outages
 from forwarder.outcome import Reason, Stage
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
 from forwarder.personalize.transport import Transport
+from forwarder.probe import OutageProbe
 from forwarder.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
@@ -69,15 +74,16 @@ class SendObserver(Protocol):
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
         """One PutEvents call ended: ``ok``, ``throttled``, ``5xx``, ``error``, ``invalid`` or ``outage``."""
 
-    def outage(self, active: bool, reason: str) -> None:
-        """The service entered (``active``) or left an outage."""
+    def outage(self, active: bool, reason: str, tracking_id: str) -> None:
+        """The service entered (``active``) or left an outage for ``tracking_id`` (the configured one for
+        the replica's own outages)."""
 
 
 class _NullObserver:
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
         pass
 
-    def outage(self, active: bool, reason: str) -> None:
+    def outage(self, active: bool, reason: str, tracking_id: str) -> None:
         pass
 
 
@@ -92,22 +98,30 @@ class Sender:
         observer: SendObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_calls_per_second: float | None = None,
+        tracking_id: str | None = None,
     ) -> None:
+        """``tracking_id``: the configured one, whose outage is the replica's; ``None``: every outage is."""
         self._transport = transport
         self.limiter = AdaptiveRateLimiter(max_calls_per_second, clock)
         self._retry = retry
         self._slots = asyncio.Semaphore(max_in_flight)
         self._observer = observer or _NullObserver()
         self._clock = clock
-        self._healthy = asyncio.Event()
-        self._healthy.set()
-        self._probe = asyncio.Lock()
-        self.outage_reason: str | None = None
+        self.outages = Outages(
+            tracking_id, retry.outage_first_probe_s, retry.outage_retry_interval_s, retry.outage_max_s, clock
+        )
+        self._probe = OutageProbe(self.outages, retry, self._call, self._observer)
 
     @property
     def in_outage(self) -> bool:
-        """Whether the service is refusing every call."""
-        return not self._healthy.is_set()
+        """Whether the service is refusing every call (the replica's outage, not another tracker's)."""
+        return self.outages.global_outage is not None
+
+    @property
+    def outage_reason(self) -> str | None:
+        """Why, during the replica's outage."""
+        state = self.outages.global_outage
+        return None if state is None else state.reason
 
     async def send(self, batch: Batch) -> SendResult:
         """Deliver every event of the batch or say why one goes to the dead-letter topic."""
@@ -134,6 +148,10 @@ class Sender:
             attempts = result.calls - calls_before
             detail = f"gave up after {attempts} attempts: {exc}"
             reason = Reason(Stage.RETRY_EXHAUSTED, exc.code, detail, attempts)
+            result.failed.extend(Failure(ev, reason) for ev in events)
+            return
+        except OutageExpired as exc:
+            reason = Reason(Stage.OUTAGE, exc.code, exc.message, result.calls - calls_before)
             result.failed.extend(Failure(ev, reason) for ev in events)
             return
         result.accepted.extend(events)
@@ -176,16 +194,8 @@ class Sender:
             raise exc.last_attempt.exception() or RuntimeError("retry failed") from None
 
     async def _attempt(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
-        while True:
-            await self._healthy.wait()
-            try:
-                await self._call(key, events, result)
-                return
-            except Outage as exc:
-                self._begin_outage(exc)
-                if await self._probe_until_healthy(key, events, result):
-                    return
-                # Another batch's probe got through: try this one again the normal way.
+        """One call, waiting out the outages it is subject to (:class:`~forwarder.probe.OutageProbe`)."""
+        await self._probe.attempt(key, events, result)
 
     async def _call(self, key: SessionKey, events: list[Event], result: SendResult) -> None:
         async with self._slots:
@@ -201,48 +211,6 @@ class Sender:
                 raise
             self.limiter.on_success()
             self._observer.call_finished("ok", len(events), self._clock() - started)
-
-    def _begin_outage(self, exc: Outage) -> None:
-        if not self._healthy.is_set():
-            return
-        self._healthy.clear()
-        self.outage_reason = str(exc)
-        self._observer.outage(True, str(exc))
-        log.error(
-            "PutEvents refuses every call (%s). This is not the messages' fault: check "
-            "personalize.tracking_id, the region and the AWS credentials. Consumption is paused, "
-            "offsets are kept, nothing is dead-lettered; retrying every %.0fs.",
-            exc,
-            self._retry.outage_retry_interval_s,
-        )
-
-    async def _probe_until_healthy(self, key: SessionKey, events: list[Event], result: SendResult) -> bool:
-        """Retry this batch slowly until the service accepts it; True if this batch's call got through.
-
-        One batch probes at a time while the others wait, so a wrong tracking id does not become a storm
-        of calls. A non-outage error from the probe ends the outage and goes back to the normal path.
-        """
-        async with self._probe:
-            while not self._healthy.is_set():
-                await asyncio.sleep(self._retry.outage_retry_interval_s)
-                try:
-                    await self._call(key, events, result)
-                except Outage as exc:
-                    log.warning("PutEvents still refuses calls: %s", exc)
-                    continue
-                except PutEventsError:
-                    self._end_outage()
-                    raise
-                self._end_outage()
-                return True
-            return False
-
-    def _end_outage(self) -> None:
-        if not self._healthy.is_set():
-            log.warning("PutEvents accepts calls again; resuming")
-            self.outage_reason = None
-            self._healthy.set()
-            self._observer.outage(False, "")
 
     async def close(self) -> None:
         """Close the transport."""

@@ -160,7 +160,20 @@ class RetryConfig(_Section):
     outage_retry_interval_s: float = Field(
         default=30.0,
         gt=0,
-        description="While the service answers ResourceNotFound/AccessDenied, how often to try again.",
+        description="While the service answers ResourceNotFound/AccessDenied, how often to try again "
+        "(at most: the probes start at `outage_first_probe_s` and double up to this).",
+    )
+    outage_first_probe_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait of an outage's probe; each next one doubles, up to "
+        "`outage_retry_interval_s`, so a short outage costs seconds.",
+    )
+    outage_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest a tracking id other than `personalize.tracking_id` (one a message carries) "
+        "may hold its events in an outage; then they go to the dead-letter topic with stage outage.",
     )
 
 

@@ -24,7 +24,8 @@ It serves the five write operations of ``personalize-events`` (:data:`SERVED`: `
 8. the target must exist: ``tracking_ids`` (when not ``None``) must hold the ``trackingId`` (PutEvents,
    PutActionInteractions), ``dataset_arns`` (when not ``None``) the ``datasetArn`` (PutItems, PutUsers,
    PutActions), else 404 ``ResourceNotFoundException``; a datasetArn in ``datasets_in_use`` gets 409
-   ``ResourceInUseException``;
+   ``ResourceInUseException``; a trackingId in ``forbidden_tracking_ids`` gets 403
+   ``AccessDeniedException`` (a tracker this caller may not write to);
 9. the quota (``quota_rps``, or the operation's own in ``operation_quota_rps``; when > 0): a token bucket
    per operation and target (that many calls per second, bursts up to as many calls); past it, 400
    ``ThrottlingException``; a call whose ``sessionId`` is in ``throttle_session_ids`` gets the same answer
@@ -68,6 +69,7 @@ _ID_SET_FIELDS: Final = (
     "reject_item_ids",
     "datasets_in_use",
     "throttle_session_ids",
+    "forbidden_tracking_ids",
 )
 
 
@@ -144,7 +146,8 @@ class Faults:
     ``reject_item_ids`` lists item ids whose presence in a call (an event's or an item's ``itemId``) makes
     the service reject the whole call; ``datasets_in_use`` lists dataset ARNs that answer 409
     ``ResourceInUseException`` (a busy dataset); ``throttle_session_ids`` lists session ids whose
-    calls are always throttled.
+    calls are always throttled; ``forbidden_tracking_ids`` lists tracking ids that answer 403
+    ``AccessDeniedException``.
     """
 
     throttle_rate: float = 0.0
@@ -163,6 +166,7 @@ class Faults:
     datasets_in_use: frozenset[str] = frozenset()
     operation_quota_rps: tuple[tuple[str, float], ...] = ()
     throttle_session_ids: frozenset[str] = frozenset()
+    forbidden_tracking_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -179,6 +183,7 @@ class Faults:
         _id_set("reject_item_ids", self.reject_item_ids)
         _id_set("throttle_session_ids", self.throttle_session_ids)
         _id_set("datasets_in_use", self.datasets_in_use)
+        _id_set("forbidden_tracking_ids", self.forbidden_tracking_ids)
         _operation_quotas("operation_quota_rps", self.operation_quota_rps)
 
     def quota_for(self, operation: str) -> float:
@@ -221,6 +226,10 @@ class Faults:
         held = current["throttle_session_ids"]
         kwargs["throttle_session_ids"] = (
             frozenset() if held is None else _id_set("throttle_session_ids", held)
+        )
+        forbidden = current["forbidden_tracking_ids"]
+        kwargs["forbidden_tracking_ids"] = (
+            frozenset() if forbidden is None else _id_set("forbidden_tracking_ids", forbidden)
         )
         in_use = current["datasets_in_use"]
         kwargs["datasets_in_use"] = frozenset() if in_use is None else _id_set("datasets_in_use", in_use)
@@ -564,6 +573,10 @@ class Emulator:
         if known is not None and target not in known:
             stats.not_found += 1
             return _error(404, "ResourceNotFoundException", f"{what} {target} not found")
+        if served.target == "trackingId" and target in faults.forbidden_tracking_ids:
+            stats.access_denied += 1
+            message = f"User is not authorized to perform: personalize:{served.name} on tracker {target}"
+            return _error(403, "AccessDeniedException", message)
         if served.target == "datasetArn" and target in faults.datasets_in_use:
             stats.in_use += 1
             return _error(409, "ResourceInUseException", "The specified resource is in use.")

@@ -15,7 +15,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from forwarder.config import PersonalizeConfig
 from forwarder.personalize.client import boto_session, personalize_events_client
-from forwarder.personalize.errors import CREDENTIAL_ERRORS, Retryable, classify, credentials_outage
+from forwarder.personalize.errors import (
+    CREDENTIAL_ERRORS,
+    Retryable,
+    classify,
+    credentials_outage,
+    unexpected_success,
+)
 from forwarder.personalize.operations import PUT_EVENTS, Operation
 
 
@@ -26,6 +32,8 @@ class Boto3Transport:
         self._operation = operation
         self._client = personalize_events_client(boto_session(), cfg)
         self._method = getattr(self._client, operation.method)
+        # botocore takes any 2xx for a success and a body it cannot parse for a message: check the body.
+        self._client.meta.events.register("after-call.personalize-events", _check_success)
         self._pool = ThreadPoolExecutor(
             max_workers=cfg.max_in_flight, thread_name_prefix=operation.method.replace("_", "-")
         )
@@ -49,6 +57,15 @@ class Boto3Transport:
     async def close(self) -> None:
         """See :class:`~forwarder.personalize.transport.Transport`."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _check_success(http_response: Any, **_: Any) -> None:
+    """botocore's after-call hook: a 2xx that is not the operation's answer raises the outage it is."""
+    status = http_response.status_code
+    if 200 <= status < 300:
+        error = unexpected_success(status, http_response.content)
+        if error is not None:
+            raise error
 
 
 def create(cfg: PersonalizeConfig, operation: Operation[Any, Any]) -> Boto3Transport:

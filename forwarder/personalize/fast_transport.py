@@ -17,7 +17,7 @@ import aiohttp
 
 from forwarder.config import PersonalizeConfig
 from forwarder.personalize.client import boto_session, personalize_events_client
-from forwarder.personalize.errors import Retryable, classify_response
+from forwarder.personalize.errors import Retryable, answer_error
 from forwarder.personalize.http import HttpClient, HttpConnectionError, proxy_configured
 from forwarder.personalize.operations import PUT_EVENTS, Operation
 from forwarder.personalize.signing import RequestSigner
@@ -69,8 +69,10 @@ class FastTransport:
         """See :class:`~forwarder.personalize.transport.Transport`."""
         body = self._operation.body(key, events)
         status, error_type, payload = await self._post(body, self.signer.headers(body))
-        if status != 200:
-            raise classify_response(status, error_type, payload)
+        if status != 200 or (payload and payload != b"{}"):  # the usual successes: nothing to parse
+            error = answer_error(status, error_type, payload)
+            if error is not None:
+                raise error
 
     async def close(self) -> None:
         """See :class:`~forwarder.personalize.transport.Transport`."""

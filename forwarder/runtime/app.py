@@ -53,14 +53,15 @@ SourceFactory = Callable[[RebalanceHandler], Source]
 class _SendObserver:
     """Feeds the sender's reports into metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, tracking_id: str) -> None:
         self._metrics = metrics
+        metrics.configured_tracker(tracking_id)
 
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
         self._metrics.call_finished(outcome, events, seconds)
 
-    def outage(self, active: bool, reason: str) -> None:
-        self._metrics.outage_changed(active)
+    def outage(self, active: bool, reason: str, tracking_id: str) -> None:
+        self._metrics.outage_changed(active, tracking_id)
 
 
 class App:
@@ -154,9 +155,10 @@ class App:
             transport,
             self.cfg.retry,
             personalize.max_in_flight,
-            observer=_SendObserver(self.metrics),
+            observer=_SendObserver(self.metrics, personalize.tracking_id),
             clock=clock,
             max_calls_per_second=personalize.max_calls_per_second,
+            tracking_id=personalize.tracking_id,  # its outage is the replica's; others' are scoped
         )
 
     def _dead_letter_writer(self) -> DeadLetterWriter:

@@ -159,3 +159,14 @@ def test_a_held_session_is_throttled_every_time_and_the_others_go_through() -> N
     emulator.apply_faults({"throttle_session_ids": None})
     assert _answer(emulator) == (200, None)
     assert (emulator.stats.throttled, emulator.stats.accepted_calls) == (3, 2)
+
+
+def test_a_forbidden_tracking_id_is_denied_and_the_others_go_through() -> None:
+    emulator = Emulator()
+    emulator.apply_faults({"forbidden_tracking_ids": ["trk"]})
+    assert emulator.faults.as_json()["forbidden_tracking_ids"] == ["trk"]
+    assert _answer(emulator) == (403, "AccessDeniedException")
+    assert _answer(emulator, BODY.replace(b'"trk"', b'"trk2"')) == (200, None)
+    emulator.apply_faults({"forbidden_tracking_ids": None})
+    assert _answer(emulator) == (200, None)
+    assert (emulator.stats.access_denied, emulator.stats.accepted_calls) == (1, 2)

@@ -13,7 +13,14 @@ from forwarder.batch import Batch
 from forwarder.config import RetryConfig
 from forwarder.decode import Event, SessionKey
 from forwarder.outcome import Envelope, Stage
-from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable, classify
+from forwarder.personalize.errors import (
+    InvalidInput,
+    Outage,
+    PutEventsError,
+    Retryable,
+    classify,
+    unexpected_success,
+)
 from forwarder.send import Sender, SendResult
 
 KEY = SessionKey("trk", "u", "s")
@@ -53,7 +60,7 @@ class Observer:
     def call_finished(self, outcome: str, events: int, seconds: float) -> None:
         self.outcomes.append(outcome)
 
-    def outage(self, active: bool, reason: str) -> None:
+    def outage(self, active: bool, reason: str, tracking_id: str) -> None:
         self.outages.append(active)
 
 
@@ -153,7 +160,45 @@ def test_an_outage_is_ridden_out_without_dead_lettering() -> None:
         (403, "AccessDeniedException", Outage),
         (400, "UnrecognizedClientException", Outage),
         (400, "SerializationException", InvalidInput),
+        # botocore's transient codes and HTTP 408 are retried, never bisected and dead-lettered
+        (400, "RequestTimeout", Retryable),
+        (400, "RequestTimeoutException", Retryable),
+        (400, "PriorRequestNotComplete", Retryable),
+        (408, "", Retryable),
+        (408, "RequestTimeout", Retryable),
+        # a signature outside the service's time window: a fresh one at the probe, never dead letters
+        (400, "RequestExpired", Outage),
+        # a redirect: the endpoint is misconfigured
+        (301, "", Outage),
+        (302, "301", Outage),
+        (307, "", Outage),
     ],
 )
 def test_classification(status: int, code: str, kind: type) -> None:
     assert type(classify(status, code, "m")) is kind
+
+
+def test_prior_request_not_complete_slows_down_as_botocore_does() -> None:
+    error = classify(400, "PriorRequestNotComplete", "m")
+    assert isinstance(error, Retryable)
+    assert error.throttled
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "ok"),
+    [
+        (200, b"", True),
+        (200, b"{}", True),
+        (204, b"", True),
+        (202, b'{"unknown": 1}', True),
+        (200, b"<html></html>", False),
+        (201, b"[]", False),
+        (200, b"null", False),
+    ],
+)
+def test_a_2xx_is_a_success_only_with_the_operations_answer(status: int, payload: bytes, ok: bool) -> None:
+    error = unexpected_success(status, payload)
+    assert (error is None) is ok
+    if error is not None:
+        assert isinstance(error, Outage)
+        assert error.code == "UnexpectedResponse"
