@@ -6,6 +6,9 @@ is dead-lettered with its field and its operation; and a throttled items route d
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from functools import partial
@@ -15,6 +18,8 @@ from typing import Any
 import pytest
 
 from tests.support import (
+    AWS_TEST_ENV,
+    REPO,
     ForwarderConfig,
     create_topic,
     free_port,
@@ -301,3 +306,50 @@ def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: 
         assert metrics["forwarder_events_sent_total"] == len(events)
         assert replica.stop() == 0, replica.log_text()[-3000:]
     assert not read_topic(bootstrap, dlq, timeout=3), "throttling dead-letters nothing"
+
+
+def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: str, tmp_path: Path) -> None:
+    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
+    events_topic = create_topic(bootstrap, unique("routes-events"))
+    dlq = create_topic(bootstrap, unique("routes-dlq"))
+    records = _catalog("items", 60, 12)
+    produce(bootstrap, items_topic, records)
+    # items-3 is not accepted yet (say, its schema's field is missing): its 5 updates are rejected.
+    emulator = start_emulator(tmp_path, *_emulator_args("--reject-item-id", "items-3"))
+    cfg = ForwarderConfig(
+        bootstrap,
+        [events_topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={"routes": _routes({"items": items_topic})},
+    )
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        dead = read_topic(bootstrap, dlq, expect=5, timeout=60)
+        wait_for(partial(fully_committed, bootstrap, cfg.group, items_topic), 30, what="commit")
+        assert replica.stop() == 0, replica.log_text()[-3000:]
+        assert {(h["forwarder.operation"], h["forwarder.error.stage"]) for h in map(headers_dict, dead)} == {
+            ("items", "api")
+        }
+        emulator.set_faults(reject_item_ids=[])
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "forwarder", "replay", "--config", str(cfg.config_path(tmp_path))),
+                "--from-dead-letter",
+                "--stage",
+                "api",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            env={**os.environ, **AWS_TEST_ENV},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "5 accepted by items" in done.stdout, done.stdout
+        assert "0 accepted by PutEvents" in done.stdout
+    versions = _versions(emulator.calls("PutItems"), "items")
+    assert versions["items-3"] == [0, 1, 2, 3, 4], "replayed to PutItems, in their order"
+    assert all(len(v) == 5 for v in versions.values())
