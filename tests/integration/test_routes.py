@@ -353,3 +353,46 @@ def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: st
     versions = _versions(emulator.calls("PutItems"), "items")
     assert versions["items-3"] == [0, 1, 2, 3, 4], "replayed to PutItems, in their order"
     assert all(len(v) == 5 for v in versions.values())
+
+
+def test_a_route_in_outage_holds_its_records_while_events_go_on(bootstrap: str, tmp_path: Path) -> None:
+    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
+    events_topic = create_topic(bootstrap, unique("routes-events"), partitions=2)
+    dlq = create_topic(bootstrap, unique("routes-dlq"))
+    produce(bootstrap, items_topic, _catalog("items", 50, 50))
+    produce(bootstrap, events_topic, _events(500, 20))
+    emulator = start_emulator(tmp_path, *_emulator_args())
+    items_arn = ARN.format("ITEMS")
+    emulator.set_faults(datasets_in_use=[items_arn])  # an import runs: PutItems answers 409 ResourceInUse
+    port = free_port()
+    cfg = ForwarderConfig(
+        bootstrap,
+        [events_topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={
+            "observability": {"port": port},
+            "routes": _routes({"items": items_topic}),
+            "retry": {"outage_retry_interval_s": 1},
+        },
+    )
+    replica = start_forwarder(tmp_path, cfg)
+    with running([replica, emulator]):
+        wait_for(lambda: emulator.stats()["accepted_events"] >= 500, 60, what="every event accepted")
+        wait_for(partial(fully_committed, bootstrap, cfg.group, events_topic), 30, what="events committed")
+        wait_for(
+            lambda: scrape(port).get('forwarder_route_outage{operation="items"}') == 1, 30, what="outage"
+        )
+        assert emulator.stats()["operations"]["PutItems"]["accepted_records"] == 0
+        assert not fully_committed(bootstrap, cfg.group, items_topic), "held records are not committed"
+        emulator.set_faults(datasets_in_use=[])
+        wait_for(
+            lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] >= 50,
+            60,
+            what="items after",
+        )
+        wait_for(partial(fully_committed, bootstrap, cfg.group, items_topic), 30, what="items committed")
+        assert scrape(port)['forwarder_route_outage{operation="items"}'] == 0
+        assert replica.stop() == 0, replica.log_text()[-3000:]
+    assert not read_topic(bootstrap, dlq, timeout=3), "an outage dead-letters nothing"
