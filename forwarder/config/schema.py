@@ -341,6 +341,11 @@ class Config(_Section):
                 if topic in owner:
                     raise ValueError(f"routes[{index}].topics: {topic} is also read by route {owner[topic]}")
                 owner[topic] = route.name
+                if isinstance(self.input.format, dict) and self.input.format.get(topic, "json") != "json":
+                    # The record decoders read JSON; a registry format here would be ignored silently.
+                    raise ValueError(
+                        f"input.format: {topic} is read by route {route.name}, whose records are JSON"
+                    )
         return self
 
 

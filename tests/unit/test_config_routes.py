@@ -101,3 +101,11 @@ def test_routes_keep_apart() -> None:
     assert "i is also read by route items" in _problems(_with(items, {**items, "name": "more"}))
     assert "'items' is taken" in _problems(_with(items, {**items, "topics": ["j"]}))
     assert "'events' is taken" in _problems(_with({**items, "name": "events"}))
+
+
+def test_a_route_topic_cannot_be_given_a_registry_format() -> None:
+    data = _with({"operation": "items", "topics": ["i"], "dataset_arn": ARN})
+    data["input"] = {"format": {"i": "avro", "t": "avro"}, "schema_registry": {"url": "http://127.0.0.1:1"}}
+    assert "input.format: i is read by route items, whose records are JSON" in _problems(data)
+    data["input"] = {"format": {"t": "avro"}, "schema_registry": {"url": "http://127.0.0.1:1"}}
+    assert parse_config(data, environ={}).input.format_of("t") == "avro"
