@@ -149,6 +149,14 @@ class Routes:
         self.routes = list(routes)
         self.by_topic = {topic: route for route in self.routes for topic in route.cfg.topics}
 
+    def take(self, source: Envelope) -> bool:
+        """Hand a message to the route of its topic; False when no route reads that topic (events)."""
+        route = self.by_topic.get(source.message.topic() or "")
+        if route is None:
+            return False
+        route.take(source)
+        return True
+
     def load(self) -> int:
         """Records held by all routes."""
         return sum(route.load() for route in self.routes)
