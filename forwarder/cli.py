@@ -66,6 +66,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     topics = ", ".join(cfg.kafka.topics)
     checked = "; topics and dead-letter topic checked on the cluster" if args.connect else ""
     print(f"{args.config}: OK (topics {topics} → tracking id {cfg.personalize.tracking_id}{checked})")
+    for route in cfg.routes:  # each route validated by the schema: its target, its mapping, its topics
+        print(f"  route {route.name}: topics {', '.join(route.topics)} → {route.operation} {route.target}")
     return 0
 
 

@@ -46,6 +46,7 @@ HEADER_VALUE_DROPPED: Final = "forwarder.value.dropped"
 HEADER_KEY_DROPPED: Final = "forwarder.key.dropped"
 HEADER_HEADERS_DROPPED: Final = "forwarder.headers.dropped"
 HEADER_AT: Final = "forwarder.dead_lettered_at"  # epoch milliseconds
+HEADER_OPERATION: Final = "forwarder.operation"  # a record route's operation (items...); absent: events
 HEADER_NAMES: Final = (
     HEADER_STAGE,
     HEADER_CLASS,
@@ -129,6 +130,8 @@ def dead_letter_headers(
     ]
     if topic_id is not None:
         headers.append((HEADER_TOPIC_ID, topic_id.encode()))
+    if reason.operation is not None:
+        headers.append((HEADER_OPERATION, reason.operation.encode()))
     return headers
 
 

@@ -143,6 +143,32 @@ class Metrics:
             registry=r,
         )
         self._configured_tracker: str | None = None
+        # The record routes (items, users, actions, action_interactions), one series per operation; the
+        # events route keeps the series above (its hot path pays no label lookup).
+        self.route_calls = Counter(
+            "forwarder_route_calls",
+            "Calls of a record route, by operation and outcome (ok, throttled, 5xx, error, invalid, outage).",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.route_records_sent = Counter(
+            "forwarder_route_records_sent",
+            "Records accepted by the service, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.route_buffered = Gauge(
+            "forwarder_route_buffered_records",
+            "Records of a route queued or in calls, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.route_outage = Gauge(
+            "forwarder_route_outage",
+            "1 while a route's operation refuses every call (dataset ARN, tracking id, credentials).",
+            ["operation"],
+            registry=r,
+        )
         self.build_info = build_info(r)
 
     # SendObserver

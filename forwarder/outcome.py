@@ -28,6 +28,7 @@ class Stage(StrEnum):
     API = "api"  # the service rejected that very event
     RETRY_EXHAUSTED = "retry_exhausted"  # throttling, 5xx or timeouts outlasted the retry budget
     OUTAGE = "outage"  # a tracking id of the message's own was refused for longer than retry.outage_max_s
+    UNSUPPORTED = "unsupported"  # a tombstone or delete of a record route: the write API has no delete
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,6 +39,7 @@ class Reason:
     error_class: str
     message: str
     attempts: int = 0  # PutEvents calls made for it (0: it never reached the service)
+    operation: str | None = None  # a record route's operation (items...), for replay; None: events
 
 
 class Origin(Protocol):

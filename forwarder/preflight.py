@@ -60,12 +60,13 @@ def preflight(cfg: Config, create: bool = True, timeout: float = TIMEOUT_S) -> l
     _connect(admin, servers, errors, timeout)
     done: list[str] = []
     problems: list[str] = []
-    for topic in cfg.kafka.topics:
+    routed = [(f"routes[{i}].topics", t) for i, route in enumerate(cfg.routes) for t in route.topics]
+    for where, topic in [*(("kafka.topics", t) for t in cfg.kafka.topics), *routed]:
         if topic.startswith("^"):
             continue  # a regex subscription: whatever matches, now or later
         why = _exists(admin, topic, timeout)
         if why is not None:
-            problems.append(f"kafka.topics: topic {topic} {why} on {servers}")
+            problems.append(f"{where}: topic {topic} {why} on {servers}")
     dl = cfg.dead_letter
     why = _exists(admin, dl.topic, timeout)
     if why == "does not exist" and dl.create_topic:

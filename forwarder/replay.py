@@ -221,9 +221,12 @@ class ReplayHooks:
         sent = int(counter_total(metrics.events_sent))
         again = {stage: int(n) for stage, n in counter_by_label(metrics.dead_lettered, "stage").items() if n}
         parts = [f"{n} {reason}" for reason, n in sorted(self.selection.counts.items())]
+        # Records of a route go back to their own operation (by their original topic): each counted apart.
+        routed = counter_by_label(metrics.route_records_sent, "operation")
+        routes = "".join(f"{int(n)} accepted by {operation}; " for operation, n in sorted(routed.items()))
         return (
             f"replay of {self.topic}: {'; '.join(parts) or 'nothing to read'}; "
-            f"{sent} accepted by PutEvents; "
+            f"{sent} accepted by PutEvents; {routes}"
             f"{sum(again.values())} dead-lettered again"
             + (f" ({', '.join(f'{s}: {n}' for s, n in sorted(again.items()))})" if again else "")
         )

@@ -27,6 +27,8 @@ def _type_name(annotation: Any) -> str:
     if origin is list:
         return f"list of {_type_name(args[0])}"
     if origin is dict:
+        if _type_name(args[1]) == "str":  # a route's renames; the others are librdkafka's or formats
+            return "mapping of str to str"
         return "mapping (librdkafka properties)"
     return getattr(annotation, "__name__", str(annotation))
 
@@ -56,6 +58,9 @@ def reference_markdown() -> str:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 nested.append((annotation, f"{path}."))
                 continue
+            item = get_args(annotation)[0] if get_origin(annotation) is list else None
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                nested.append((item, f"{path}[]."))  # a list of sections (routes): one table for its items
             if info.is_required():
                 default = "**required**"
             elif info.default_factory is not None:
@@ -65,6 +70,8 @@ def reference_markdown() -> str:
             env = ENV_PREFIX + path.upper().replace(".", "__")
             if get_origin(annotation) is dict:
                 env += "__<PROPERTY>"
+            if "[]" in path:
+                env = ENV_PREFIX + path.split("[]", maxsplit=1)[0].upper()  # the whole list, as YAML
             description = (info.description or "").replace("|", "\\|")
             kind = _type_name(annotation)
             rows.append(f"| `{path}` | {kind} | {default} | `{env}` | {description} |")

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forwarder.config.input import InputConfig
+from forwarder.config.routes import RouteConfig
 
 # librdkafka properties the forwarder sets itself: a user value would break the commit rule.
 RESERVED_CLIENT_KEYS = frozenset(
@@ -311,6 +312,17 @@ class Config(_Section):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     input: InputConfig = Field(default_factory=InputConfig)
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="More operations in the same daemon and group: each route's topics, operation "
+        "(`items`, `users`, `actions`, `action_interactions`), target and mapping (docs/configuration.md, "
+        "Routes). The top-level kafka.topics, personalize and mapping are the `events` route.",
+    )
+
+    @property
+    def all_topics(self) -> list[str]:
+        """Every topic the consumer subscribes to: the events route's, then each route's."""
+        return [*self.kafka.topics, *(t for route in self.routes for t in route.topics)]
 
     @property
     def limits(self) -> BackpressureConfig:
@@ -325,6 +337,28 @@ class Config(_Section):
                 f"dead_letter.topic {self.dead_letter.topic} is also in kafka.topics: the forwarder would "
                 "consume its own dead letters; use another topic"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _routes_apart(self) -> Config:
+        # A topic read by two routes would send each message twice, or finish it twice.
+        owner = dict.fromkeys(self.kafka.topics, "events")
+        names = {"events"}
+        for index, route in enumerate(self.routes):
+            if route.name in names:
+                raise ValueError(f"routes[{index}].name: {route.name!r} is taken by another route")
+            names.add(route.name)
+            for topic in route.topics:
+                if topic == self.dead_letter.topic:
+                    raise ValueError(f"routes[{index}].topics: {topic} is the dead-letter topic")
+                if topic in owner:
+                    raise ValueError(f"routes[{index}].topics: {topic} is also read by route {owner[topic]}")
+                owner[topic] = route.name
+                if isinstance(self.input.format, dict) and self.input.format.get(topic, "json") != "json":
+                    # The record decoders read JSON; a registry format here would be ignored silently.
+                    raise ValueError(
+                        f"input.format: {topic} is read by route {route.name}, whose records are JSON"
+                    )
         return self
 
 

@@ -40,6 +40,7 @@ from forwarder.runtime.health import Health
 from forwarder.runtime.hooks import Hooks, PartitionView
 from forwarder.runtime.pump import Pump
 from forwarder.runtime.rebalance import Rebalancer
+from forwarder.runtime.routes import build_routes
 from forwarder.runtime.source import Source
 from forwarder.runtime.supervisor import Supervisor
 from forwarder.runtime.ticker import Ticker
@@ -83,6 +84,7 @@ class App:
     ) -> None:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
+        self._variant = hooks is not None  # replay reads its own topic; routes find records by original topic
         self._log_start()  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor()
@@ -99,6 +101,7 @@ class App:
         self.dispatcher = Dispatcher(
             batcher, sender, dead_letters or self._dead_letter_writer(), metrics, supervisor, clock
         )
+        self.dispatcher.routes = build_routes(cfg, self.dispatcher.dead_letter, metrics, supervisor, clock)
         self.rebalancer = Rebalancer(tracker, self.dispatcher, metrics, supervisor, cfg.shutdown.timeout_s)
         self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
@@ -138,6 +141,8 @@ class App:
 
     def _kafka_consumer(self, handler: RebalanceHandler) -> KafkaConsumer:
         kafka, loop = self.cfg.kafka, asyncio.get_running_loop()
+        if self.cfg.routes and not self._variant:  # one consumer, one group: the routes' topics too
+            kafka = kafka.model_copy(update={"topics": self.cfg.all_topics})
         return KafkaConsumer(
             kafka,
             handler,
@@ -254,7 +259,7 @@ class App:
         dispatcher, supervisor = self.dispatcher, self.supervisor
         dead_letters, batcher = dispatcher.dead_letters, dispatcher.batcher
         await dispatcher.drain(
-            lambda: bool(supervisor.tasks or dead_letters.pending or batcher.buffered),
+            lambda: bool(supervisor.tasks or dead_letters.pending or batcher.buffered or dispatcher.load()),
             self.cfg.shutdown.timeout_s,
         )
         left = self.tracker.unfinished()
@@ -271,6 +276,8 @@ class App:
         await self.source.close()
         dead_letters.flush(5.0)
         await dispatcher.sender.close()
+        if dispatcher.routes is not None:
+            await dispatcher.routes.close()
         if self.server is not None:
             await self.server.stop()
         log.info("stopped")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from confluent_kafka import Message
 
@@ -22,6 +22,9 @@ from forwarder.metrics import Metrics
 from forwarder.outcome import Envelope, Reason, Stage
 from forwarder.runtime.supervisor import Supervisor
 from forwarder.send import Sender
+
+if TYPE_CHECKING:
+    from forwarder.runtime.routes import Routes
 
 DRAIN_STEP_S = 0.005  # how often a drain serves dead-letter deliveries and due batches
 
@@ -64,10 +67,13 @@ class Dispatcher:
         self._supervisor = supervisor
         self._clock = clock
         self.in_flight_events = 0
+        self.routes: Routes | None = None  # the record routes (forwarder.runtime.routes), when configured
 
     def load(self) -> int:
-        """Events held in memory: buffered, in PutEvents calls, or awaiting a dead-letter acknowledgement."""
-        return self.batcher.buffered + self.in_flight_events + self.dead_letters.pending
+        """Events held in memory: buffered, in PutEvents calls, or awaiting a dead-letter acknowledgement
+        (the record routes' records included)."""
+        held = self.batcher.buffered + self.in_flight_events + self.dead_letters.pending
+        return held if self.routes is None else held + self.routes.load()
 
     def dispatch(self, batch: Batch) -> None:
         """Send a batch in its own task."""
@@ -78,6 +84,8 @@ class Dispatcher:
         """Send every batch whose linger has passed (every pending one while flushing)."""
         for batch in self.batcher.due(self._clock()):
             self.dispatch(batch)
+        if self.routes is not None:
+            self.routes.dispatch_due()
 
     def dead_letter(self, source: Envelope, reason: Reason, session_id: str | None = None) -> None:
         """Dead-letter the envelope's message; finish its offset once the broker has the copy."""
@@ -106,7 +114,7 @@ class Dispatcher:
     async def drain(self, busy: Callable[[], bool], budget_s: float) -> None:
         """Flush every session and serve sends and dead-letter deliveries until ``busy()`` is false or
         ``budget_s`` has passed. Flush mode stays on afterwards once the replica is stopping."""
-        self.batcher.set_flushing(True)
+        self._set_flushing(True)
         try:
             self.dispatch_due()
             deadline = self._clock() + budget_s
@@ -116,4 +124,9 @@ class Dispatcher:
                 await asyncio.sleep(DRAIN_STEP_S)
         finally:
             if not self._supervisor.stopping:
-                self.batcher.set_flushing(False)
+                self._set_flushing(False)
+
+    def _set_flushing(self, flushing: bool) -> None:
+        self.batcher.set_flushing(flushing)
+        if self.routes is not None:
+            self.routes.set_flushing(flushing)

@@ -75,6 +75,8 @@ class Pump:
         self._clock = clock
         self._poll_batch_size = poll_batch_size
         self._hooks = hooks
+        # Hands a record route's message to its route; None without routes: the events path pays one check.
+        self._route_of = None if dispatcher.routes is None else dispatcher.routes.take
         # Holding: the tracked message waiting for a decode, the messages polled after it (not yet
         # tracked) with the partition state they were polled under, and when to try the decode again.
         self._held: Envelope | None = None
@@ -127,7 +129,7 @@ class Pump:
         dispatch = self._dispatcher.dispatch
         hooks = self._hooks
         prepare = hooks.prepare if hooks is not None else None
-        needs_registry = self._decoder.needs_registry
+        needs_registry, route_of = self._decoder.needs_registry, self._route_of
         both = skipped = 0
         taken = len(messages) - start
         for index in range(start, len(messages)):
@@ -150,6 +152,8 @@ class Pump:
                 origin.finish(offset)  # not for this run (a replay's filter): nothing to do
                 continue
             source = Envelope(msg, origin, offset)
+            if route_of is not None and route_of(source):
+                continue  # a record route's message (items, users...): its route took it
             if needs_registry is not None:
                 value = msg.value()
                 if value is not None and needs_registry(value, msg):

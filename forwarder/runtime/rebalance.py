@@ -145,4 +145,6 @@ class Rebalancer(RebalanceHandler):
                 with contextlib.suppress(KeyError):
                     gauge.remove(tp[0], str(tp[1]))
         self._dispatcher.batcher.discard(lambda ev: ev.source.origin.tp not in gone)
+        if self._dispatcher.routes is not None:
+            self._dispatcher.routes.discard(gone)
         metrics.assigned_partitions.set(len(self.assignment))

@@ -52,10 +52,12 @@ class Ticker:
 
     async def run(self) -> None:
         """Tick until cancelled."""
-        batcher = self._dispatcher.batcher
+        batcher, routes = self._dispatcher.batcher, self._dispatcher.routes
         while True:
             self.tick(self._clock())
             deadline = batcher.next_deadline()
+            if routes is not None:
+                deadline = _earliest(deadline, routes.next_deadline())
             wait = TICK_S if deadline is None else min(TICK_S, max(0.001, deadline - self._clock()))
             await asyncio.sleep(wait)
 
@@ -82,3 +84,12 @@ class Ticker:
         metrics.finished_uncommitted.set(self._tracker.finished_uncommitted())
         metrics.paused_partitions.set(self._source.paused_partitions)
         metrics.rate_limit.set(dispatcher.sender.limiter.rate or 0)
+        if dispatcher.routes is not None:
+            for route in dispatcher.routes.routes:
+                metrics.route_buffered.labels(route.operation).set(route.load())
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)

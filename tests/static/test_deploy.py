@@ -525,6 +525,8 @@ def test_dashboard_uses_only_defined_metrics() -> None:
         "forwarder_committed_offset",
         "forwarder_outage",
         "forwarder_rebalances_total",
+        "forwarder_route_records_sent_total",  # a panel per operation (routes)
+        "forwarder_route_calls_total",
     }
     assert wanted <= used, f"dashboard misses {sorted(wanted - used)}"
 

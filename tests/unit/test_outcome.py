@@ -16,7 +16,14 @@ from forwarder.outcome import Envelope, Reason, Stage
 
 
 def test_stage_wire_strings_are_fixed() -> None:
-    assert [stage.value for stage in Stage] == ["decode", "validate", "api", "retry_exhausted", "outage"]
+    assert [stage.value for stage in Stage] == [
+        "decode",
+        "validate",
+        "api",
+        "retry_exhausted",
+        "outage",
+        "unsupported",
+    ]
     assert f"{Stage.RETRY_EXHAUSTED}" == "retry_exhausted"
 
 
