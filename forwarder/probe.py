@@ -48,11 +48,11 @@ class OutageProbe:
         """One call, waiting out the outages it is subject to; raises :class:`OutageExpired` when its
         tracker's outage has outlasted ``retry.outage_max_s``."""
         while True:
-            expired = await self._wait_for_turn(key.tracking_id)
+            expired = await self._wait_for_turn(_tracker(key))
             try:
                 await self._call(key, events, result)
             except Outage as exc:
-                scope = self.outages.scope_of(key.tracking_id, exc)
+                scope = self.outages.scope_of(_tracker(key), exc)
                 if expired is not None and scope == expired.tracking_id:
                     raise self._expired(expired) from None  # one call each once expired, no holding
                 state = self._begin_outage(scope, exc)
@@ -148,7 +148,7 @@ class OutageProbe:
                 await self._call(key, events, result)
             except Outage as exc:
                 log.warning("PutEvents still refuses calls for %r: %s", state.tracking_id, exc)
-                scope = outages.scope_of(key.tracking_id, exc)
+                scope = outages.scope_of(_tracker(key), exc)
                 if scope == state.tracking_id:
                     continue
                 other = self._begin_outage(scope, exc)
@@ -182,3 +182,9 @@ class OutageProbe:
         if self.outages.end(state):
             log.warning("PutEvents accepts calls for %r again; resuming", state.tracking_id)
             self._observer.outage(False, "", state.tracking_id)
+
+
+def _tracker(key: object) -> str:
+    """A PutEvents batch's tracking id. A record route casts its batch key (the route's target) in here; it
+    has no tracker scope, as its sender is built without a configured tracker (every outage is the route's)."""
+    return key.tracking_id if isinstance(key, SessionKey) else ""
