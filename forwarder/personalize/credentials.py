@@ -31,7 +31,7 @@ from forwarder.personalize.errors import CREDENTIAL_ERRORS, Outage, credentials_
 log = logging.getLogger(__name__)
 
 MIN_VALIDITY_S: Final = 60.0  # credentials closer to expiry than this are not used: a call may take long
-ADVISORY_RETRY_S: Final = 5.0  # after a background refresh, the next one starts no sooner than this
+ADVISORY_RETRY_S: Final = 5.0  # after a refresh, the next background one starts no sooner than this
 
 
 class CredentialSource:
@@ -90,16 +90,28 @@ class CredentialSource:
         return pending
 
     def _read(self) -> tuple[Any, Any]:
-        """In the worker: the credentials (looked up again while there are none) and their frozen values;
-        botocore refreshes them here when they are in its refresh window."""
-        credentials = self._credentials or self._lookup()
+        """In the worker: the credentials (looked up again while there are none) and their frozen values.
+
+        botocore refreshes them here when they are in its refresh window, except just after a lookup:
+        credentials just found are used as they are while valid (:meth:`current` then refreshes them in
+        the background if botocore wants it), so a slow endpoint does not hold up the first call.
+        """
+        credentials = self._credentials
         if credentials is None:
-            return None, None
+            credentials = self._lookup()
+            if credentials is None:
+                return None, None
+            # What botocore's accessors would return after their refresh; absent on static credentials.
+            held = getattr(credentials, "_frozen_credentials", None)
+            refresh_needed = getattr(credentials, "refresh_needed", None)
+            if held is not None and refresh_needed is not None and not refresh_needed(self._min_validity_s):
+                return credentials, held
         return credentials, credentials.get_frozen_credentials()
 
     def _finished(self, pending: asyncio.Future[tuple[Any, Any]]) -> None:
         self._pending = None
-        self._finished_at = self._clock()
+        if self._credentials is not None:  # a refresh, not a lookup: the next one waits a little
+            self._finished_at = self._clock()
         if pending.cancelled():
             return
         exc = pending.exception()
