@@ -51,6 +51,7 @@ def ca_bundle(cfg: PersonalizeConfig, session: Any) -> CaBundle:
     the profile's ``ca_bundle``), as described in the module's docstring."""
     if cfg.ca_bundle is not None:
         return CaBundle(str(cfg.ca_bundle), "personalize.ca_bundle")
+    # botocore's own resolution (environment, then profile); boto3 has no public accessor for its session.
     configured = session._session.get_config_variable("ca_bundle")
     if configured:
         source = (

@@ -105,3 +105,29 @@ def test_credentials_about_to_expire_wait_for_the_refresh_and_a_failed_one_is_an
         source.close()
 
     asyncio.run(go())
+
+
+def test_valid_credentials_whose_refresh_fails_are_used_until_a_minute_before_expiry() -> None:
+    """botocore would block each call on a refresh in its mandatory window (10 minutes before expiry) and
+    raise when it fails; credentials with 5 minutes left still sign, and the refresh is retried."""
+    attempts: list[int] = []
+
+    def failing() -> dict[str, str]:
+        attempts.append(1)
+        raise CredentialRetrievalError(provider="test", error_msg="endpoint down")
+
+    credentials = _refreshable(5 * 60, failing)
+
+    async def go() -> None:
+        source = CredentialSource(lambda: credentials)
+        assert (await source.get()).secret_key == "old"
+        assert source.current().secret_key == "old"  # starts the refresh in the worker
+        for _ in range(500):
+            if attempts and source._pending is None:
+                break
+            await asyncio.sleep(0.01)
+        assert (await source.get()).secret_key == "old"
+        source.close()
+
+    asyncio.run(go())
+    assert attempts == [1]
