@@ -1,10 +1,13 @@
-"""Issue #10 items 2 and 3 through the real daemon, the real broker and the emulator: ``forwarder run``
+"""Issue #10 items 2, 3 and 4 through the real daemon, the real broker and the emulator: ``forwarder run``
 against an HTTPS emulator whose certificate comes from a throwaway CA, directly and through a CONNECT
-proxy; a wrong CA is an outage; credentials written after the start are found by the outage probe."""
+proxy; a wrong CA is an outage; credentials written after the start are found by the outage probe; a slow
+credential refresh neither slows delivery nor the probes."""
 
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,11 @@ from typing import Any
 import pytest
 
 from tests.harness.connect_proxy import ConnectProxy
-from tests.harness.credentials_endpoint import no_credentials_env, write_credentials_file
+from tests.harness.credentials_endpoint import (
+    CredentialsEndpoint,
+    no_credentials_env,
+    write_credentials_file,
+)
 from tests.harness.tls import ThrowawayCA, make_ca
 from tests.support import (
     EmulatorProcess,
@@ -176,4 +183,60 @@ def test_credentials_written_after_the_start_are_found_by_the_outage_probe(
         wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="the commit")
         wait_for(lambda: probe(port, "/readyz") == 200, 30, what="readyz to pass")
         assert replica.stop() == 0
+    assert read_topic(bootstrap, dlq, timeout=3) == []
+
+
+def _listening(port: int) -> bool:
+    try:
+        return probe(port, "/healthz") == 200
+    except OSError:  # not listening yet
+        return False
+
+
+def _healthz_seconds(port: int) -> float:
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
+        assert response.status == 200
+    return time.monotonic() - started
+
+
+def test_a_slow_credential_refresh_slows_neither_delivery_nor_healthz(bootstrap: str, tmp_path: Path) -> None:
+    """Container credentials expiring in 12 minutes: botocore wants them refreshed (its advisory window),
+    and every refresh takes the endpoint's timeout (~8 s), but they are valid: delivery and /healthz go on."""
+    emulator = start_emulator(tmp_path)
+    port = free_port()
+    events = 300
+    topic = create_topic(bootstrap, unique("slow-refresh"))
+    dlq = create_topic(bootstrap, unique("slow-refresh-dlq"))
+    cfg = ForwarderConfig(
+        bootstrap,
+        [topic],
+        unique("g"),
+        dlq,
+        emulator.url,
+        extra={"observability": {"port": port, "host": "127.0.0.1"}, "batching": {"linger_ms": 0}},
+    )
+    home = tmp_path / "aws"
+    home.mkdir()
+    with CredentialsEndpoint(expires_in_s=12 * 60, slow_from=2, delay_s=3.0) as endpoint:
+        replica = start_forwarder(tmp_path, cfg, env=endpoint.env(home))
+        with running([replica, emulator]):
+            wait_for(lambda: _listening(port), 60, what="the replica to start")
+            # One session per message: one call each, so each call would wait on a blocking refresh.
+            produce(
+                bootstrap,
+                topic,
+                [(b"k", json.dumps({**_event(i), "sessionId": f"s-{i}"}).encode()) for i in range(events)],
+            )
+            started = time.monotonic()
+            slowest_probe = 0.0
+            while len(_delivered(emulator)) < events and time.monotonic() - started < 60:
+                slowest_probe = max(slowest_probe, _healthz_seconds(port))
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            assert len(_delivered(emulator)) == events
+            assert endpoint.requests >= 2, "a refresh was attempted while delivering"
+            assert replica.stop() == 0
+    assert elapsed < 20, f"{events} one-event calls took {elapsed:.1f}s"
+    assert slowest_probe < 2.0, f"/healthz took {slowest_probe:.1f}s to answer"
     assert read_topic(bootstrap, dlq, timeout=3) == []
