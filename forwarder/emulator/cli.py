@@ -1,7 +1,8 @@
 """Command line of the emulator: ``forwarder emulator ...`` and ``python -m forwarder.emulator ...``.
 
-Once the socket listens, exactly one line goes to stdout, ``emulator listening on http://HOST:PORT``,
-flushed at once so a parent process can read the port it got with ``--port 0``. SIGTERM and SIGINT stop
+Once the socket listens, exactly one line goes to stdout, ``emulator listening on http://HOST:PORT``
+(``https://`` with ``--tls-cert``), flushed at once so a parent process can read the port it got with
+``--port 0``. SIGTERM and SIGINT stop
 the server; the record file is flushed and closed and the exit status is 0. Counters go to stderr at exit.
 """
 
