@@ -2,8 +2,8 @@
 
 Once the socket listens, exactly one line goes to stdout, ``emulator listening on http://HOST:PORT``
 (``https://`` with ``--tls-cert``), flushed at once so a parent process can read the port it got with
-``--port 0``. SIGTERM and SIGINT stop
-the server; the record file is flushed and closed and the exit status is 0. Counters go to stderr at exit.
+``--port 0``. SIGTERM and SIGINT stop the server; the record file is flushed and closed and the exit status
+is 0. Counters go to stderr at exit.
 """
 
 from __future__ import annotations
