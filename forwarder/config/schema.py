@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
 from forwarder.config.input import InputConfig
 from forwarder.config.routes import RouteConfig
@@ -115,6 +115,13 @@ class PersonalizeConfig(_Section):
     )
     endpoint_url: NonEmptyStr | None = Field(
         default=None, description="Endpoint override, e.g. the local emulator `http://127.0.0.1:8080`."
+    )
+    ca_bundle: FilePath | None = Field(
+        default=None,
+        description="PEM file of the CAs that verify the endpoint's TLS certificate, for both transports, "
+        "with or without a proxy (HTTPS_PROXY, NO_PROXY). null: AWS_CA_BUNDLE, else the AWS profile's "
+        "ca_bundle, else botocore's bundle. Verification is always on; a certificate that does not "
+        "verify is an outage (consumption pauses, nothing is dead-lettered).",
     )
     transport: Literal["boto3", "fast"] = Field(
         default="fast",

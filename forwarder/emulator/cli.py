@@ -1,8 +1,9 @@
 """Command line of the emulator: ``forwarder emulator ...`` and ``python -m forwarder.emulator ...``.
 
-Once the socket listens, exactly one line goes to stdout, ``emulator listening on http://HOST:PORT``,
-flushed at once so a parent process can read the port it got with ``--port 0``. SIGTERM and SIGINT stop
-the server; the record file is flushed and closed and the exit status is 0. Counters go to stderr at exit.
+Once the socket listens, exactly one line goes to stdout, ``emulator listening on http://HOST:PORT``
+(``https://`` with ``--tls-cert``), flushed at once so a parent process can read the port it got with
+``--port 0``. SIGTERM and SIGINT stop the server; the record file is flushed and closed and the exit status
+is 0. Counters go to stderr at exit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import math
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from typing import BinaryIO
@@ -65,6 +67,27 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="append each accepted call's body to PATH as one JSON line, flushed per call",
     )
+    net.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS with this certificate chain (PEM); needs --tls-key (default: plain HTTP)",
+    )
+    net.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert (PEM)")
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context for ``--tls-cert``/``--tls-key``, or ``None`` for plain HTTP.
+
+    :class:`ValueError` when only one of the two is given; :class:`OSError` or :class:`ssl.SSLError`
+    when the files cannot be read or do not match.
+    """
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,10 +204,14 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _main(
-    args: argparse.Namespace, faults: Faults, record: BinaryIO | None, sock: socket.socket
+    args: argparse.Namespace,
+    faults: Faults,
+    record: BinaryIO | None,
+    sock: socket.socket,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     emulator = Emulator(faults, seed=args.seed, record=record)
-    url = format_url(args.host, sock.getsockname()[1])
+    url = format_url(args.host, sock.getsockname()[1], tls=tls is not None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -194,6 +221,7 @@ async def _main(
             emulator,
             sock,
             stop=stop,
+            tls=tls,
             ready=lambda: print(f"emulator listening on {url}", flush=True),
         )
     finally:
@@ -211,13 +239,18 @@ async def _main(
 def run(args: argparse.Namespace) -> int:
     """Run the emulator the parsed ``args`` describe until SIGTERM or SIGINT; the exit status.
 
-    0 after a signal; 1 if the record file cannot be opened or the address cannot be bound.
+    0 after a signal; 1 if the record file cannot be opened, the address cannot be bound or the TLS
+    certificate and key cannot be loaded; 2 for invalid settings.
     """
     try:
         faults = faults_from_args(args)
-    except InvalidSettingError as exc:
+        tls = tls_context(args.tls_cert, args.tls_key)
+    except (InvalidSettingError, ValueError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
+    except (OSError, ssl.SSLError) as exc:
+        print(f"emulator: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
+        return 1
     with contextlib.ExitStack() as stack:
         record: BinaryIO | None = None
         if args.record:
@@ -233,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
         with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
-            runner.run(_main(args, faults, record, sock))
+            runner.run(_main(args, faults, record, sock, tls))
     return 0
 
 

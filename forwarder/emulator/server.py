@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -266,10 +267,10 @@ class EmulatorServer:
         self._date_second = -1
         self._date = b""
 
-    async def start(self, sock: socket.socket) -> None:
-        """Serve on ``sock``, a listening TCP socket (see :func:`bind_socket`)."""
+    async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """Serve on ``sock``, a listening TCP socket (see :func:`bind_socket`); HTTPS with ``tls``."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024)
+        self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024, ssl=tls)
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop accepting, close idle connections, give calls in progress ``grace`` seconds, cut the rest.
@@ -333,11 +334,11 @@ def bind_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     return socket.create_server(sockaddr[:2], family=family, backlog=backlog)
 
 
-def format_url(host: str, port: int) -> str:
-    """``http://host:port``, with an IPv6 literal in brackets."""
+def format_url(host: str, port: int, *, tls: bool = False) -> str:
+    """``http://host:port`` (``https://`` with ``tls``), with an IPv6 literal in brackets."""
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 async def serve(
@@ -347,14 +348,15 @@ async def serve(
     stop: asyncio.Event,
     ready: Callable[[], None] | None = None,
     grace: float = 1.0,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``emulator`` on the listening ``sock`` until ``stop`` is set, then close (see
     :meth:`EmulatorServer.close`). ``ready`` is called once connections are accepted. ``sock`` is
-    closed on return.
+    closed on return. With ``tls`` it serves HTTPS.
     """
     server = EmulatorServer(emulator)
     try:
-        await server.start(sock)
+        await server.start(sock, tls)
         if ready is not None:
             ready()
         await stop.wait()

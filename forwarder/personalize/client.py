@@ -21,12 +21,14 @@ def boto_session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def personalize_events_client(session: boto3.session.Session, cfg: PersonalizeConfig) -> Any:
-    """The ``personalize-events`` client for ``cfg``: one attempt a call, pool and timeouts from ``cfg``."""
+def personalize_events_client(session: boto3.session.Session, cfg: PersonalizeConfig, *, verify: str) -> Any:
+    """The ``personalize-events`` client for ``cfg``: one attempt a call, pool and timeouts from ``cfg``,
+    TLS verified against the CA bundle ``verify`` (:func:`forwarder.personalize.tls.ca_bundle`)."""
     return session.client(
         "personalize-events",
         region_name=cfg.region,
         endpoint_url=cfg.endpoint_url,
+        verify=verify,
         config=BotoConfig(
             retries={"total_max_attempts": 1, "mode": "standard"},  # the sender owns retries
             max_pool_connections=cfg.max_in_flight,

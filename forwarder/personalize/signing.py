@@ -1,8 +1,8 @@
 """SigV4 for the fast transport: botocore's signer, with the work that is the same for every call done once.
 
-:class:`RequestSigner` signs one request body at a time with the current credentials (boto3's chain,
-refreshed as they near expiry) and builds a new :class:`CachedSigV4Auth` only when they change. Credentials
-that cannot be had are an :class:`~forwarder.personalize.errors.Outage`. tests/unit/test_signing.py
+:class:`RequestSigner` signs one request body at a time with the credentials it is given (boto3's chain,
+read and refreshed off the event loop by :mod:`forwarder.personalize.credentials`) and builds a new
+:class:`CachedSigV4Auth` only when they change. tests/unit/test_signing.py
 compares the headers, byte for byte, with stock ``SigV4Auth`` on a real ``AWSRequest``.
 """
 
@@ -13,9 +13,6 @@ from typing import Any, Final
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth, _host_from_url
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import ClientError
-
-from forwarder.personalize.errors import CREDENTIAL_ERRORS, Outage, credentials_outage
 
 log = logging.getLogger(__name__)
 
@@ -97,39 +94,32 @@ class CachedSigV4Auth(SigV4Auth):  # type: ignore[misc]
 
 
 class RequestSigner:
-    """Signs ``POST url`` requests with JSON bodies, for the credentials of the moment.
+    """Signs ``POST url`` requests with JSON bodies, with the credentials each call is given.
 
-    ``credentials`` is boto3's (refreshable) credentials object, or ``None`` when the chain found none.
+    The credentials are botocore's frozen ones (``ReadOnlyCredentials``), which the caller obtains without
+    blocking the event loop (:mod:`forwarder.personalize.credentials`); a new :class:`CachedSigV4Auth` is
+    built only when they change.
     """
 
-    def __init__(self, credentials: Any, region: str, url: str) -> None:
-        self._credentials = credentials
+    def __init__(self, region: str, url: str) -> None:
         self._region = region
         self._url = url
         self._light = True
         self._signing: tuple[Any, SigV4Auth] | None = None
 
-    def _signer(self) -> SigV4Auth:
-        if self._credentials is None:
-            raise Outage("NoCredentials", "no AWS credentials found by boto3's default chain")
-        try:
-            # Refreshed by boto3 as they near expiry: then, once in a while, a blocking call to the provider.
-            frozen = self._credentials.get_frozen_credentials()
-        except (*CREDENTIAL_ERRORS, ClientError, RuntimeError) as exc:
-            # ClientError: an STS provider refused; RuntimeError: botocore's "refreshed but still expired".
-            raise credentials_outage(exc) from None
+    def _signer(self, frozen: Any) -> SigV4Auth:
         if self._signing is None or self._signing[0] != frozen:
             self._signing = (frozen, CachedSigV4Auth(frozen, SIGNING_NAME, self._region, self._url))
         return self._signing[1]
 
-    def headers(self, body: bytes) -> dict[str, str]:
-        """The request's headers (``Content-Type`` and the SigV4 ones) for ``body``; :class:`Outage` if
-        there are no usable credentials.
+    def headers(self, body: bytes, credentials: Any) -> dict[str, str]:
+        """The request's headers (``Content-Type`` and the SigV4 ones) for ``body``, signed with the
+        frozen ``credentials``.
 
         It signs a light stand-in for ``AWSRequest`` (plain dict headers). Should a botocore release need
         more of ``AWSRequest`` than the stand-in has, signing falls back to it for good.
         """
-        signer = self._signer()
+        signer = self._signer(credentials)
         if self._light:
             request: Any = _SigningRequest(self._url, body)
             try:

@@ -6,6 +6,10 @@ and its configuration. Each helper is defined once, in the module of its concern
 - :mod:`tests.harness.emulator`: the PutEvents emulator as a process, raw and signed HTTP to it;
 - :mod:`tests.harness.config`: forwarder configurations (the tests' and the bench's);
 - :mod:`tests.harness.forwarder`: ``forwarder run`` as a process, its metrics and probes.
+- :mod:`tests.harness.tls`: a throwaway CA and a loopback server certificate (``emulator --tls-cert``);
+- :mod:`tests.harness.connect_proxy`: a bounded loopback HTTP CONNECT proxy (``HTTPS_PROXY``);
+- :mod:`tests.harness.credentials_endpoint`: a slow container-credentials endpoint, and an environment
+  without credentials.
 """
 
 from tests.harness.config import (

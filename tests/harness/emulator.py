@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ class EmulatorProcess:
     url: str
     record: Path
     stderr: Path
+    ca: Path | None = None  # the CA that signed its certificate, when it serves HTTPS
     _client: Any = field(default=None, repr=False)
 
     @property
@@ -68,11 +70,12 @@ class EmulatorProcess:
                 aws_access_key_id="x",
                 aws_secret_access_key="y",
                 config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=20),
+                verify=str(self.ca) if self.ca else None,
             )
         return self._client
 
     def get(self, path: str) -> Response:
-        return http(f"{self.url}{path}")
+        return http(f"{self.url}{path}", ca=self.ca)
 
     def stats(self) -> dict[str, Any]:
         """The emulator's counters."""
@@ -83,7 +86,8 @@ class EmulatorProcess:
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change fault settings while it runs; the settings now in force."""
-        response = http(f"{self.url}/_emulator/faults", json.dumps(changes).encode(), method="POST")
+        body = json.dumps(changes).encode()
+        response = http(f"{self.url}/_emulator/faults", body, method="POST", ca=self.ca)
         assert response.status == 200, response.body
         result: dict[str, Any] = response.json()
         return result
@@ -135,9 +139,11 @@ def start_emulator(
     record: bool = True,
     log: Path | None = None,
     env: dict[str, str] | None = None,
+    ca: Path | None = None,
 ) -> EmulatorProcess:
     """Start the emulator on a free loopback port with the options ``args`` and wait (bounded) for its
-    listening line. Its record file and its stderr (``log``) go to ``directory`` under unique names."""
+    listening line. Its record file and its stderr (``log``) go to ``directory`` under unique names.
+    ``ca``: the CA that signed the certificate of ``--tls-cert``, trusted by the control requests."""
     record_path = directory / f"{unique('record')}.jsonl"
     log = log or directory / f"{unique('emulator')}.log"
     argv = [sys.executable, "-m", "forwarder", "emulator", "--port", "0"]
@@ -156,20 +162,28 @@ def start_emulator(
         if readable:
             line = proc.stdout.readline()
             break
-    match = re.fullmatch(r"emulator listening on (http://\S+)\n", line)
+    match = re.fullmatch(r"emulator listening on (https?://\S+)\n", line)
     if match is None:
         stop_process(proc)
         raise AssertionError(f"emulator did not start: {line!r}; stderr: {log.read_text()[-2000:]!r}")
-    return EmulatorProcess(proc, match.group(1), record_path, log)
+    return EmulatorProcess(proc, match.group(1), record_path, log, ca)
 
 
 def http(
-    url: str, data: bytes | None = None, headers: dict[str, str] | None = None, method: str = "GET"
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    ca: Path | None = None,
 ) -> Response:
-    """One HTTP request with urllib; 4xx and 5xx are returned, not raised."""
+    """One HTTP request with urllib (no proxy; HTTPS trusting ``ca``); 4xx and 5xx are returned, not raised."""
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with opener.open(request, timeout=10) as response:
             return Response(response.status, dict(response.headers.items()), response.read())
     except urllib.error.HTTPError as exc:
         with exc:

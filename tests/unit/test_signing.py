@@ -38,15 +38,15 @@ def test_light_signing_equals_botocore_on_awsrequest(
             {"tracking_id": "t", "region": "eu-west-1", "endpoint_url": endpoint}
         )
     )
-    light = transport.signer.headers(BODY)
-    again = transport.signer.headers(BODY)  # the cached signing key and host give the same result
+    credentials = boto3.session.Session().get_credentials().get_frozen_credentials()
+    light = transport.signer.headers(BODY, credentials)
+    again = transport.signer.headers(BODY, credentials)  # the cached key and host give the same result
     transport.signer._light = False
-    full = transport.signer.headers(BODY)
+    full = transport.signer.headers(BODY, credentials)
     # And stock botocore: SigV4Auth itself on a real AWSRequest.
     request = AWSRequest(
         method="POST", url=f"{endpoint}/events", data=BODY, headers={"Content-Type": "application/json"}
     )
-    credentials = boto3.session.Session().get_credentials().get_frozen_credentials()
     SigV4Auth(credentials, "personalize", "eu-west-1").add_auth(request)
     stock = dict(request.headers.items())
     assert light == again == full == stock
