@@ -149,7 +149,7 @@ def kafka_container_env(port: int) -> dict[str, str]:
         "KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS": "2000",
         "KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS": "2000",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-        "KAFKA_LOG_DIRS": "/tmp/kraft-combined-logs",
+        "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
     }
 
 
