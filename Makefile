@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit component static integration bench chaos venv image stop clean
+.PHONY: run test lint unit component static integration bench chaos venv image containers test-containers stop clean
 
 # A fresh venv (--clear) whenever pyproject.toml or constraints.txt change, so nothing stale lingers in it
 # (such as the distribution's earlier name, `forwarder`).
@@ -43,6 +43,16 @@ integration: venv
 
 test: lint
 	PYTHON=$(BIN)/python $(BIN)/python -m pytest
+
+# The container tier, after `make test` in CI and not part of it: podman (installed from Debian's packages
+# where missing: needs root), the base images and the project's image (scripts/containers-local; the base
+# images are built once and cached), then the compose stack, testcontainers through podman's Docker API, and
+# promtool's tests of the alerts. Host ports: KAFKA_TEST_PORT + 3 to + 9.
+containers: venv
+	PYTHON=$(BIN)/python scripts/containers-local all
+
+test-containers: containers
+	PYTHON=$(BIN)/python $(BIN)/python -m pytest tests/containers
 
 bench: venv
 	bench/run

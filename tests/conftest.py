@@ -5,8 +5,12 @@ by its conftest), static/ (files checked offline). Their helpers are in tests/ha
 Where the tests get a real Kafka broker, in this order:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (a broker someone else runs; left running);
-2. testcontainers' Kafka container, if a Docker engine answers;
-3. otherwise ``scripts/kafka-local`` starts Apache Kafka on the JVM (port ``KAFKA_TEST_PORT``, default
+2. ``FORWARDER_TEST_KAFKA_IMAGE`` if set: that image (apache/kafka, or the one ``scripts/containers-local``
+   builds from Debian's JRE and the Maven jars) in a container through testcontainers, on the Docker API
+   that ``DOCKER_HOST`` names (podman's: ``scripts/containers-local service start``), on the host's
+   network at ``KAFKA_TEST_PORT``; tests/containers/test_broker_container.py runs the tests this way;
+3. testcontainers' Kafka container, if a Docker engine answers;
+4. otherwise ``scripts/kafka-local`` starts Apache Kafka on the JVM (port ``KAFKA_TEST_PORT``, default
    19092, a fresh data directory) and stops it by its pid when the session ends.
 
 There is no mock Kafka in the integration tests. The ``schema_registry`` fixture does the same for a
@@ -26,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO, STARTED, LocalKafka, kafka_script, registry_script, stop_process
+from tests.harness.containers import kafka_container
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,13 @@ def broker() -> Iterator[Broker]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield Broker(external)
+        return
+    image = os.environ.get("FORWARDER_TEST_KAFKA_IMAGE")
+    if image:
+        # No registry to pull testcontainers' reaper from: the context manager removes the container.
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        with kafka_container(image, int(os.environ.get("KAFKA_TEST_PORT", "19092"))) as address:
+            yield Broker(address)
         return
     if os.environ.get("FORWARDER_TEST_DOCKER", "auto") != "off" and _docker_answers():
         from testcontainers.kafka import KafkaContainer  # noqa: PLC0415 - only where Docker exists

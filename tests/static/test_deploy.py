@@ -104,7 +104,10 @@ def _configmap_config() -> Config:
 
 
 def _compose() -> dict[str, Any]:
-    data: dict[str, Any] = _load_one(COMPOSE)
+    """docker-compose.yml as Docker reads it with none of its variables set (their defaults)."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", COMPOSE.read_text(encoding="utf-8"))
+    assert "${" not in text, "every variable in docker-compose.yml has a default"
+    data: dict[str, Any] = yaml.safe_load(text)
     return data
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from tests.harness import REPO
 
 TESTS = REPO / "tests"
-TIERS = ("unit", "component", "integration", "static")
+# containers: make test-containers, outside `make test` (pyproject.toml excludes it from its collection).
+TIERS = ("unit", "component", "integration", "static", "containers")
 BROKER_FIXTURES = {"broker", "bootstrap"}
 
 
