@@ -30,13 +30,14 @@ from forwarder.consume import KafkaConsumer, RebalanceHandler, consumer_config
 from forwarder.dead_letter import DeadLetterWriter
 from forwarder.decode import Decoder
 from forwarder.formats import parser_for
-from forwarder.metrics import Metrics, ObservabilityServer
+from forwarder.metrics import Metrics
 from forwarder.offsets import OffsetTracker, TopicPartitionKey
 from forwarder.personalize.transport import Transport, make_transport
+from forwarder.probe_server import ObservabilityServer
 from forwarder.runtime.committer import CommitPolicy, Committer
 from forwarder.runtime.dispatch import DeadLetters, Dispatcher
 from forwarder.runtime.flow import FlowControl
-from forwarder.runtime.health import Health
+from forwarder.runtime.health import Health, poll_stall_after
 from forwarder.runtime.hooks import Hooks, PartitionView
 from forwarder.runtime.pump import Pump
 from forwarder.runtime.rebalance import Rebalancer
@@ -99,7 +100,12 @@ class App:
             batcher, sender, dead_letters or self._dead_letter_writer(), metrics, supervisor, clock
         )
         self.rebalancer = Rebalancer(tracker, self.dispatcher, metrics, supervisor, cfg.shutdown.timeout_s)
-        self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
+        self.health = Health(
+            supervisor,
+            sender,
+            self.rebalancer.assignment,
+            poll_stall_s=poll_stall_after(cfg.shutdown.timeout_s),
+        )
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
         self.pump = Pump(
@@ -223,7 +229,7 @@ class App:
             bound = await self.server.start(host, port)
             log.info("metrics and probes on http://%s:%d/metrics, /healthz, /readyz", host, bound)
         await self.source.subscribe()
-        self.health.started = True
+        self.health.start()
         ticker = loop.create_task(self.ticker.run(), name="ticker")
         ticker.add_done_callback(self.supervisor.task_done)  # a failing ticker stops the replica
         try:

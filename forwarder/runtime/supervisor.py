@@ -26,6 +26,7 @@ class Supervisor:
     def __init__(self) -> None:
         self.stopping = False
         self.exit_code = 0
+        self.failure: str | None = None  # why it stops with exit 1 (liveness reports it)
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -39,6 +40,8 @@ class Supervisor:
     def fail(self, reason: str) -> None:
         """Stop with exit code 1."""
         self.exit_code = 1
+        if self.failure is None:
+            self.failure = reason
         self.request_stop(reason)
 
     def spawn(self, coro: Coroutine[Any, Any, object], name: str | None = None) -> asyncio.Task[Any]:
