@@ -68,7 +68,8 @@ class App:
     """One forwarder replica. Build it on the running event loop (:func:`forwarder.runtime.run_app`).
 
     ``source``, ``dead_letters`` and ``transport`` replace the Kafka consumer, the dead-letter producer
-    and the PutEvents transport (the in-memory ones of :mod:`forwarder.runtime.testing`).
+    and the PutEvents transport (the in-memory ones of :mod:`forwarder.runtime.testing`). ``on_stop`` is
+    called at the first stop request (``forwarder run`` arms its exit deadline with it).
     """
 
     def __init__(
@@ -80,12 +81,13 @@ class App:
         source: SourceFactory | None = None,
         dead_letters: DeadLetters | None = None,
         transport: Transport | None = None,
+        on_stop: Callable[[], object] | None = None,
     ) -> None:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
         self._log_start()  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
-        self.supervisor = supervisor = Supervisor()
+        self.supervisor = supervisor = Supervisor(on_stop)
         self.tracker = tracker = OffsetTracker()
         decoder = Decoder(
             cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))

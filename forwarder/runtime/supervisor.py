@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -23,7 +23,8 @@ log = logging.getLogger("forwarder.runtime")
 class Supervisor:
     """Stop requests, the exit code and the set of running tasks. Flags only: safe from any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], object] | None = None) -> None:
+        self._on_stop = on_stop  # called once, at the first stop request (it arms the exit deadline)
         self.stopping = False
         self.exit_code = 0
         self.failure: str | None = None  # why it stops with exit 1 (liveness reports it)
@@ -35,6 +36,8 @@ class Supervisor:
             log.info(
                 "stopping (%s): no more polling; flushing, waiting for in-flight calls, committing", reason
             )
+            if self._on_stop is not None:
+                self._on_stop()
         self.stopping = True
 
     def fail(self, reason: str) -> None:
