@@ -118,11 +118,11 @@ def late_events(feed: SteadyFeed, watch: AcceptanceWatch, since: float, bound_s:
     return out
 
 
-def max_delay(feed: SteadyFeed, watch: AcceptanceWatch, since: float) -> float:
-    """The longest produce-to-acceptance delay of the events produced at or after ``since``."""
+def max_delay(feed: SteadyFeed, watch: AcceptanceWatch, since: float, until: float = float("inf")) -> float:
+    """The longest produce-to-acceptance delay of the events produced in [``since``, ``until``)."""
     delays = [
         watch.accepted.get(event_id, float("inf")) - produced
         for event_id, produced in list(feed.produced.items())
-        if produced >= since
+        if since <= produced < until
     ]
     return max(delays, default=0.0)
