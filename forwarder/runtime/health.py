@@ -75,7 +75,8 @@ class Health:
         if tick_age > STALL_AFTER_S:
             return False, f"event loop stalled for {tick_age:.0f}s"
         poll_age = now - max(self.last_poll, self.started_at)
-        if poll_age > self._poll_stall_s:
+        # A graceful stop polls no more; its length is bounded by the exit deadline, not by this probe.
+        if poll_age > self._poll_stall_s and not self._supervisor.stopping:
             return False, f"consumer not polled for {poll_age:.0f}s"
         return True, "loop turning"
 

@@ -104,6 +104,9 @@ def test_a_graceful_stop_is_still_live() -> None:
     supervisor.request_stop("SIGTERM")
     assert health.liveness()[0]
     assert health.readiness() == (False, "stopping")
+    clock.now += poll_stall_after(30.0) + 1  # a stop polls no more: the exit deadline bounds it
+    health.ticked()
+    assert health.liveness()[0]
 
 
 def _get(url: str) -> tuple[int, str]:
