@@ -65,8 +65,11 @@ class Supervisor:
             self.fail("internal error")
 
     def kafka_error(self, err: KafkaError, client: str) -> None:
-        """Log a client error; a fatal one (the client is unusable from now on) stops the replica, exit 1."""
-        if err.fatal():
+        """Log a client error; a fatal one (the client is unusable from now on) stops the replica, exit 1.
+
+        The error callback reports a fatal error as code ``_FATAL`` with ``fatal()`` False (a fenced
+        static member arrives so), so the code counts as much as the flag."""
+        if err.fatal() or err.code() == KafkaError._FATAL:
             log.critical("fatal Kafka error (%s): %s", client, err.str())
             self.fail(f"fatal Kafka error in the {client}")
         else:

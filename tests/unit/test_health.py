@@ -96,6 +96,22 @@ def test_a_fenced_or_fatal_consumer_fails_liveness() -> None:
     assert not health.liveness()[0], "a failure is not cured by the loop turning"
 
 
+def test_a_fatal_error_as_the_error_callback_reports_it_stops_the_replica() -> None:
+    """librdkafka's error_cb hands over code _FATAL with the fatal flag unset (seen with a fenced static
+    member: tests/integration/test_fenced.py); the code alone must stop the replica."""
+    clock = Clock()
+    supervisor = Supervisor()
+    health = _health(clock, supervisor)
+    health.start()
+    supervisor.kafka_error(
+        KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer"),
+        "consumer",
+    )
+    assert supervisor.exit_code == 1
+    assert supervisor.stopping
+    assert health.liveness() == (False, "stopping after a failure: fatal Kafka error in the consumer")
+
+
 def test_a_graceful_stop_is_still_live() -> None:
     clock = Clock()
     supervisor = Supervisor()
