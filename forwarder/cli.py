@@ -81,10 +81,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if code:
             return code
     from forwarder.metrics import PortInUseError  # noqa: PLC0415 - keep `check-config` and `--help` light
-    from forwarder.runtime import run_app  # noqa: PLC0415
+    from forwarder.runtime import run_bounded  # noqa: PLC0415
 
     try:
-        return run_app(cfg)
+        return run_bounded(cfg)
     except PortInUseError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)  # a setting to change, not a crash: no traceback
         return 2

@@ -10,18 +10,14 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
 from forwarder import __version__
-from forwarder.redaction import redact
 
 
 class Metrics:
@@ -243,58 +239,3 @@ class PortInUseError(Exception):
         )
         self.host = host
         self.port = port
-
-
-class ObservabilityServer:
-    """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` on the app's own event loop.
-
-    Served by the loop it observes on purpose: if the loop stalls, ``/healthz`` stops answering, which
-    is what a liveness probe should see.
-    """
-
-    def __init__(self, metrics: Metrics, health: HealthSource) -> None:
-        self._metrics = metrics
-        self._health = health
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
-
-    async def _metrics_handler(self, _request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _probe(self, check: tuple[bool, str]) -> web.Response:
-        ok, detail = check
-        # The detail may quote a service's error message: no credential it holds is served.
-        text = ("ok: " if ok else "not ok: ") + redact(detail) + "\n"
-        return web.Response(status=200 if ok else 503, text=text)
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return await self._probe(self._health.liveness())
-
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        return await self._probe(self._health.readiness())
-
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; return the port (useful when ``port`` is 0).
-
-        Raises :class:`PortInUseError` when the address cannot be bound."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise PortInUseError(host, port, exc.strerror or str(exc)) from None
-        addresses = self._runner.addresses
-        self.port = int(addresses[0][1]) if addresses else port
-        return self.port
-
-    async def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()

@@ -59,7 +59,10 @@ class KafkaConfig(_Section):
     )
     group_protocol: Literal["classic", "consumer"] = Field(
         default="classic",
-        description="`classic` with the cooperative-sticky assignor, or `consumer` (KIP-848, Kafka 4+).",
+        description="`classic` with the cooperative-sticky assignor, or `consumer` (KIP-848, Kafka 4+). A "
+        "crashed replica's partitions move after the session timeout: `classic` 6 s (`session.timeout.ms` "
+        "6000, `heartbeat.interval.ms` 2000 unless `client` sets them); `consumer` the broker's "
+        "`group.consumer.session.timeout.ms` (45 s unless the operator lowers it; docs/operations.md).",
     )
     group_instance_id: str | None = None
     client: dict[str, str | int | float | bool] = Field(

@@ -30,13 +30,14 @@ from forwarder.consume import KafkaConsumer, RebalanceHandler, consumer_config
 from forwarder.dead_letter import DeadLetterWriter
 from forwarder.decode import Decoder
 from forwarder.formats import parser_for
-from forwarder.metrics import Metrics, ObservabilityServer
+from forwarder.metrics import Metrics
 from forwarder.offsets import OffsetTracker, TopicPartitionKey
 from forwarder.personalize.transport import Transport, make_transport
+from forwarder.probe_server import ObservabilityServer
 from forwarder.runtime.committer import CommitPolicy, Committer
 from forwarder.runtime.dispatch import DeadLetters, Dispatcher
 from forwarder.runtime.flow import FlowControl
-from forwarder.runtime.health import Health
+from forwarder.runtime.health import Health, poll_stall_after
 from forwarder.runtime.hooks import Hooks, PartitionView
 from forwarder.runtime.pump import Pump
 from forwarder.runtime.rebalance import Rebalancer
@@ -69,7 +70,8 @@ class App:
     """One forwarder replica. Build it on the running event loop (:func:`forwarder.runtime.run_app`).
 
     ``source``, ``dead_letters`` and ``transport`` replace the Kafka consumer, the dead-letter producer
-    and the PutEvents transport (the in-memory ones of :mod:`forwarder.runtime.testing`).
+    and the PutEvents transport (the in-memory ones of :mod:`forwarder.runtime.testing`). ``on_stop`` is
+    called at the first stop request (``forwarder run`` arms its exit deadline with it).
     """
 
     def __init__(
@@ -81,13 +83,14 @@ class App:
         source: SourceFactory | None = None,
         dead_letters: DeadLetters | None = None,
         transport: Transport | None = None,
+        on_stop: Callable[[], object] | None = None,
     ) -> None:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
         self._variant = hooks is not None  # replay reads its own topic; routes find records by original topic
         self._log_start()  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
-        self.supervisor = supervisor = Supervisor()
+        self.supervisor = supervisor = Supervisor(on_stop)
         self.tracker = tracker = OffsetTracker()
         decoder = Decoder(
             cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
@@ -103,7 +106,12 @@ class App:
         )
         self.dispatcher.routes = build_routes(cfg, self.dispatcher.dead_letter, metrics, supervisor, clock)
         self.rebalancer = Rebalancer(tracker, self.dispatcher, metrics, supervisor, cfg.shutdown.timeout_s)
-        self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
+        self.health = Health(
+            supervisor,
+            sender,
+            self.rebalancer.assignment,
+            poll_stall_s=poll_stall_after(cfg.shutdown.timeout_s),
+        )
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
         self.pump = Pump(
@@ -230,7 +238,7 @@ class App:
             bound = await self.server.start(host, port)
             log.info("metrics and probes on http://%s:%d/metrics, /healthz, /readyz", host, bound)
         await self.source.subscribe()
-        self.health.started = True
+        self.health.start()
         ticker = loop.create_task(self.ticker.run(), name="ticker")
         ticker.add_done_callback(self.supervisor.task_done)  # a failing ticker stops the replica
         try:

@@ -96,6 +96,7 @@ class Pump:
             messages = await source.consume(
                 self._poll_batch_size, POLL_TIMEOUT_S, paused=flow.paused or self._held is not None
             )
+            self._health.polled()
             if messages:
                 self._health.broker_down = False
                 self.take(messages)

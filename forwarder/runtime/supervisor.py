@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -23,9 +23,11 @@ log = logging.getLogger("forwarder.runtime")
 class Supervisor:
     """Stop requests, the exit code and the set of running tasks. Flags only: safe from any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], object] | None = None) -> None:
+        self._on_stop = on_stop  # called once, at the first stop request (it arms the exit deadline)
         self.stopping = False
         self.exit_code = 0
+        self.failure: str | None = None  # why it stops with exit 1 (liveness reports it)
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -34,11 +36,15 @@ class Supervisor:
             log.info(
                 "stopping (%s): no more polling; flushing, waiting for in-flight calls, committing", reason
             )
+            if self._on_stop is not None:
+                self._on_stop()
         self.stopping = True
 
     def fail(self, reason: str) -> None:
         """Stop with exit code 1."""
         self.exit_code = 1
+        if self.failure is None:
+            self.failure = reason
         self.request_stop(reason)
 
     def spawn(self, coro: Coroutine[Any, Any, object], name: str | None = None) -> asyncio.Task[Any]:
@@ -59,8 +65,11 @@ class Supervisor:
             self.fail("internal error")
 
     def kafka_error(self, err: KafkaError, client: str) -> None:
-        """Log a client error; a fatal one (the client is unusable from now on) stops the replica, exit 1."""
-        if err.fatal():
+        """Log a client error; a fatal one (the client is unusable from now on) stops the replica, exit 1.
+
+        The error callback reports a fatal error as code ``_FATAL`` with ``fatal()`` False (a fenced
+        static member arrives so), so the code counts as much as the flag."""
+        if err.fatal() or err.code() == KafkaError._FATAL:
             log.critical("fatal Kafka error (%s): %s", client, err.str())
             self.fail(f"fatal Kafka error in the {client}")
         else:

@@ -64,7 +64,7 @@ class Ticker:
     def tick(self, now: float) -> None:
         """One turn of the periodic duties."""
         dispatcher, supervisor = self._dispatcher, self._supervisor
-        self._health.last_tick = now
+        self._health.ticked()
         dispatcher.dead_letters.poll()
         dispatcher.dispatch_due()
         self._pump.apply_flow()

@@ -5,7 +5,8 @@ and its configuration. Each helper is defined once, in the module of its concern
 - :mod:`tests.harness.kafka`: a local broker (scripts/kafka-local), topics, producing, reading, offsets;
 - :mod:`tests.harness.emulator`: the PutEvents emulator as a process, raw and signed HTTP to it;
 - :mod:`tests.harness.config`: forwarder configurations (the tests' and the bench's);
-- :mod:`tests.harness.forwarder`: ``forwarder run`` as a process, its metrics and probes.
+- :mod:`tests.harness.forwarder`: ``forwarder run`` as a process, its metrics and probes;
+- :mod:`tests.harness.stream`: a steady stream of events, and when the emulator accepted each one;
 - :mod:`tests.harness.tls`: a throwaway CA and a loopback server certificate (``emulator --tls-cert``);
 - :mod:`tests.harness.connect_proxy`: a bounded loopback HTTP CONNECT proxy (``HTTPS_PROXY``);
 - :mod:`tests.harness.credentials_endpoint`: a slow container-credentials endpoint, and an environment
@@ -61,11 +62,13 @@ from tests.harness.processes import (
     unique,
     wait_for,
 )
+from tests.harness.stream import AcceptanceWatch, SteadyFeed, late_events, max_delay
 
 __all__ = [
     "AWS_TEST_ENV",
     "REPO",
     "STARTED",
+    "AcceptanceWatch",
     "EmulatorProcess",
     "ForwarderConfig",
     "ForwarderProcess",
@@ -73,6 +76,7 @@ __all__ = [
     "RawConnection",
     "Record",
     "Response",
+    "SteadyFeed",
     "child_env",
     "committed",
     "committed_metadata",
@@ -86,7 +90,9 @@ __all__ = [
     "http",
     "kafka_error_code",
     "kafka_script",
+    "late_events",
     "local_script",
+    "max_delay",
     "probe",
     "produce",
     "read_topic",
