@@ -52,7 +52,8 @@ USER 10001:10001
 WORKDIR /tmp
 # /metrics, /healthz and /readyz (observability.port).
 EXPOSE 9102
-# Liveness: /healthz answers from the forwarder's own event loop, so a stalled loop fails it. slim has no
+# Liveness: /healthz answers from its own thread and fails (503) on a stalled loop, a consumer no longer polled
+# or a replica stopping after a failure. slim has no
 # curl; python's urllib raises on connection errors and on any non-2xx status, which exits non-zero.
 # The port follows FORWARDER__OBSERVABILITY__PORT when that is how it was changed. Other roles of the
 # image (emulator, sample) override or disable this check (see docker-compose.yml).
