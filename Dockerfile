@@ -53,8 +53,8 @@ WORKDIR /tmp
 # /metrics, /healthz and /readyz (observability.port).
 EXPOSE 9102
 # Liveness: /healthz answers from its own thread and fails (503) on a stalled loop, a consumer no longer polled
-# or a replica stopping after a failure. slim has no
-# curl; python's urllib raises on connection errors and on any non-2xx status, which exits non-zero.
+# or a replica stopping after a failure. slim has no curl; python's urllib raises on connection errors and on
+# any non-2xx status, which exits non-zero.
 # The port follows FORWARDER__OBSERVABILITY__PORT when that is how it was changed. Other roles of the
 # image (emulator, sample) override or disable this check (see docker-compose.yml).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
