@@ -133,19 +133,22 @@ def sample_action_interactions(
 
 
 def sample_records(
-    operation: str, count: int, sessions: int, seed: int
+    operation: str, count: int, sessions: int, seed: int, start: float | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(Kafka key, value) of ``count`` sample records for the route ``operation`` (one of :data:`OPERATIONS`)."""
+    """(Kafka key, value) of ``count`` sample records for the route ``operation`` (one of :data:`OPERATIONS`).
+
+    ``start`` (default: now) is the time the records' timestamps derive from: the same seed and start give
+    the same records."""
     if operation == "events":
-        return ((ev["sessionId"], ev) for ev in sample_events(count, sessions, seed))
+        return ((ev["sessionId"], ev) for ev in sample_events(count, sessions, seed, start))
     if operation == "items":
-        return ((r["itemId"], r) for r in sample_items(count, seed))
+        return ((r["itemId"], r) for r in sample_items(count, seed, start))
     if operation == "users":
         return ((r["userId"], r) for r in sample_users(count, seed))
     if operation == "actions":
-        return ((r["actionId"], r) for r in sample_actions(count, seed))
+        return ((r["actionId"], r) for r in sample_actions(count, seed, start))
     if operation == "action_interactions":
-        return ((r["sessionId"], r) for r in sample_action_interactions(count, sessions, seed))
+        return ((r["sessionId"], r) for r in sample_action_interactions(count, sessions, seed, start))
     raise ValueError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
 
 
