@@ -63,6 +63,37 @@ class _SendObserver:
         self._metrics.outage_changed(active)
 
 
+def _log_start(cfg: Config) -> None:
+    log.info(
+        "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s "
+        "endpoint=%s",
+        __version__,
+        ",".join(cfg.kafka.topics),
+        cfg.kafka.group_id,
+        cfg.kafka.group_protocol,
+        cfg.kafka.bootstrap_servers,
+        cfg.dead_letter.topic,
+        cfg.personalize.transport,
+        cfg.personalize.endpoint_url or "(AWS)",
+    )
+    log.debug("consumer properties: %s", redact(consumer_config(cfg.kafka)))
+
+
+def _decoder(cfg: Config) -> Decoder:
+    return Decoder(cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics)))
+
+
+def _sender(cfg: Config, transport: Transport, metrics: Metrics, clock: Callable[[], float]) -> Sender:
+    return Sender(
+        transport,
+        cfg.retry,
+        cfg.personalize.max_in_flight,
+        observer=_SendObserver(metrics),
+        clock=clock,
+        max_calls_per_second=cfg.personalize.max_calls_per_second,
+    )
+
+
 class App:
     """One forwarder replica. Build it on the running event loop (:func:`forwarder.runtime.run_app`).
 
@@ -82,18 +113,16 @@ class App:
     ) -> None:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
-        self._log_start()  # first: building the parts logs too (boto3 finding credentials)
+        _log_start(cfg)  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor()
         self.tracker = tracker = OffsetTracker()
-        decoder = Decoder(
-            cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
-        )
+        decoder = _decoder(cfg)
         # Filled at each assignment (the Admin API); derived event ids and dead-letter headers carry it.
         self.topic_ids = decoder.topic_ids
         if hooks is not None:
             hooks.topic_ids = decoder.topic_ids
-        sender = self._sender(transport or make_transport(cfg.personalize), clock)
+        sender = _sender(cfg, transport or make_transport(cfg.personalize), metrics, clock)
         batcher = Batcher(cfg.batching.max_events, cfg.batching.linger_ms / 1000)
         self.dispatcher = Dispatcher(
             batcher, sender, dead_letters or self._dead_letter_writer(), metrics, supervisor, clock
@@ -102,19 +131,7 @@ class App:
         self.health = Health(supervisor, sender, self.rebalancer.assignment, clock)
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
-        self.pump = Pump(
-            self.source,
-            tracker,
-            decoder,
-            self.dispatcher,
-            self.flow,
-            self.health,
-            supervisor,
-            metrics,
-            clock,
-            cfg.kafka.poll_batch_size,
-            hooks,
-        )
+        self.pump = self._pump(decoder, clock, hooks)
         self.committer = Committer(
             self.source, tracker, metrics, CommitPolicy(cfg.kafka.commit_interval_ms / 1000)
         )
@@ -148,15 +165,19 @@ class App:
             topic_ids=self.topic_ids,  # derived event ids carry the topic's id
         )
 
-    def _sender(self, transport: Transport, clock: Callable[[], float]) -> Sender:
-        personalize = self.cfg.personalize
-        return Sender(
-            transport,
-            self.cfg.retry,
-            personalize.max_in_flight,
-            observer=_SendObserver(self.metrics),
-            clock=clock,
-            max_calls_per_second=personalize.max_calls_per_second,
+    def _pump(self, decoder: Decoder, clock: Callable[[], float], hooks: Hooks | None) -> Pump:
+        return Pump(
+            self.source,
+            self.tracker,
+            decoder,
+            self.dispatcher,
+            self.flow,
+            self.health,
+            self.supervisor,
+            self.metrics,
+            clock,
+            self.cfg.kafka.poll_batch_size,
+            hooks,
         )
 
     def _dead_letter_writer(self) -> DeadLetterWriter:
@@ -231,22 +252,6 @@ class App:
         finally:
             await self._shutdown(ticker)
         return self.exit_code
-
-    def _log_start(self) -> None:
-        cfg = self.cfg
-        log.info(
-            "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s "
-            "endpoint=%s",
-            __version__,
-            ",".join(cfg.kafka.topics),
-            cfg.kafka.group_id,
-            cfg.kafka.group_protocol,
-            cfg.kafka.bootstrap_servers,
-            cfg.dead_letter.topic,
-            cfg.personalize.transport,
-            cfg.personalize.endpoint_url or "(AWS)",
-        )
-        log.debug("consumer properties: %s", redact(consumer_config(cfg.kafka)))
 
     async def _shutdown(self, ticker: asyncio.Task[None]) -> None:
         dispatcher, supervisor = self.dispatcher, self.supervisor
