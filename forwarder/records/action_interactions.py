@@ -20,13 +20,13 @@ from typing import Any, Final
 from forwarder.personalize import limits
 from forwarder.personalize.put_action_interactions import ActionInteractionRecord
 from forwarder.records.common import (
-    VALIDATE,
     FieldError,
     Problem,
     as_object,
     camel_case,
     encode_wire,
     getter,
+    guarded,
     identifier,
     impression,
     time_seconds,
@@ -79,15 +79,7 @@ class ActionInteractionDecoder:
         obj = as_object(value)
         if isinstance(obj, Problem):
             return obj
-        try:
-            return self._build(obj, event_id, timestamp)
-        except FieldError as exc:
-            return Problem(VALIDATE, "InvalidField", str(exc))
-        except Exception as exc:
-            log.error("a record could not be decoded (a bug: please report it): %r", exc, exc_info=True)
-            return Problem(
-                "decode", "Unexpected", f"value: could not be decoded: {type(exc).__name__}: {exc}"
-            )
+        return guarded(log, self._build, obj, event_id, timestamp)
 
     def _build(
         self, obj: Mapping[str, Any], event_id: str | None, timestamp: float | None

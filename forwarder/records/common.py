@@ -14,12 +14,13 @@ from the dataset is then a deliberate step (a dataset import in FULL mode, or th
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -264,3 +265,19 @@ def impression(value: Any, separator: str, of: str) -> list[Any]:
     if isinstance(value, list):
         return [identifier(f"impression[{i}]", item) for i, item in enumerate(value)]
     raise FieldError(f"impression: must be a list of {of} ids or one string, got {type(value).__name__}")
+
+
+_Record = TypeVar("_Record")
+
+
+def guarded(log: logging.Logger, build: Callable[..., _Record | Problem], *args: Any) -> _Record | Problem:
+    """``build(*args)``, a decoder's build of one record, never raising: a :class:`FieldError` is a
+    :data:`VALIDATE` problem; any other exception is a gap in the checks, logged on ``log`` (the decoder's)
+    and set aside like any bad message (a ``decode`` problem) rather than stop the replica on it."""
+    try:
+        return build(*args)
+    except FieldError as exc:
+        return Problem(VALIDATE, "InvalidField", str(exc))
+    except Exception as exc:
+        log.error("a record could not be decoded (a bug: please report it): %r", exc, exc_info=True)
+        return Problem(DECODE, "Unexpected", f"value: could not be decoded: {type(exc).__name__}: {exc}")
