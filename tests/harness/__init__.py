@@ -6,6 +6,8 @@ and its configuration. Each helper is defined once, in the module of its concern
 - :mod:`tests.harness.emulator`: the PutEvents emulator as a process, raw and signed HTTP to it;
 - :mod:`tests.harness.config`: forwarder configurations (the tests' and the bench's);
 - :mod:`tests.harness.forwarder`: ``forwarder run`` as a process, its metrics and probes.
+- :mod:`tests.harness.pipeline`: a test's topics, emulator, configuration and replica in one call
+  (``pipeline()``), and the commands (``forwarder_command``, ``run_local``); import it from there.
 """
 
 from tests.harness.config import (
