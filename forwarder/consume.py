@@ -153,7 +153,11 @@ def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 class KafkaConsumer:
-    """An asyncio face on ``confluent_kafka.Consumer``; every call goes through one thread."""
+    """An asyncio face on ``confluent_kafka.Consumer``; every call goes through one thread.
+
+    Over 200 lines on purpose: the rebalance callbacks, the consume, commit, committed and watermark
+    calls all run in the consumer's one thread and share its assignment state (excluded, paused,
+    seeded partitions); split across classes, that state would be shared across them instead."""
 
     def __init__(
         self,

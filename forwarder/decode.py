@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,13 +28,12 @@ from forwarder.config import MappingConfig
 from forwarder.formats.base import FormatError
 from forwarder.outcome import Envelope, Reason, Stage
 from forwarder.personalize import limits
-
-# `auto` sentAt: the unit that puts the time between these two is the one the producer meant.
-_PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z
-_PLAUSIBLE_TO: Final = 4102444800.0  # 2100-01-01T00:00:00Z
+from forwarder.records.common import FieldError, epoch_seconds, getter, identifier, time_seconds
+from forwarder.records.common import impression as impression_ids
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 UNEXPECTED: Final = "Unexpected"  # the error class of a message that hit a gap in the checks
+_UNIT_HINT: Final = " (set mapping.sent_at_unit to accept other times)"
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +63,6 @@ class Event:
         return self.source.message
 
 
-class FieldError(ValueError):
-    """A field of the message is missing or invalid; the message starts with the field's name."""
-
-
 def derive_event_id(topic: str, partition: int, offset: int) -> str:
     """The eventId of a message that has none when its topic's id is unknown: ``topic:partition:offset``.
 
@@ -96,27 +90,6 @@ def event_id_prefix(topic: str, partition: int, topic_id: str) -> str:
     return "kafka:" + hashlib.sha256(readable.encode()).hexdigest() + ":"
 
 
-def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
-    parts = path.split(".")
-    if len(parts) == 1:
-        name = parts[0]
-        return lambda obj: obj.get(name)
-
-    def get(obj: dict[str, Any]) -> Any:
-        node: Any = obj
-        for depth, part in enumerate(parts):
-            if node is None:
-                return None
-            if not isinstance(node, dict):
-                # Present but not an object: the value the user meant would be lost silently.
-                where = ".".join(parts[:depth])
-                raise FieldError(f"{where}: must be an object holding {part}, got {type(node).__name__}")
-            node = node.get(part)
-        return node
-
-    return get
-
-
 _FIELD_ORDER: Final = (
     "trackingId",
     "sessionId",
@@ -136,15 +109,6 @@ def _check_id(field: str, value: str | None) -> str | None:
     if value is None or (value.__class__ is str and 0 < len(value) <= limits.MAX_ID_LENGTH):
         return None  # the common case, without building the field's path
     return limits.check_string(field, value, limits.MAX_ID_LENGTH)
-
-
-def _identifier(field: str, value: Any) -> str | None:
-    """Ids may be strings or integers (numeric user ids are common); floats and bools are mistakes."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise FieldError(f"{field}: must be a string, got {type(value).__name__}")
 
 
 class Decoder:
@@ -179,7 +143,7 @@ class Decoder:
         paths.setdefault("eventAttributionSource", None)
         defaults = {"eventAttributionSource": "metricAttribution.eventAttributionSource"}
         resolved = {name: path or defaults.get(name, name) for name, path in paths.items()}
-        getters = {name: _getter(path) for name, path in resolved.items()}
+        getters = {name: getter(path) for name, path in resolved.items()}
         # Where every field is a top-level key (the default mapping, and most renames), fetch them with
         # one dict lookup each instead of a getter call: this is the hottest loop of the forwarder.
         flat = [resolved[name] for name in _FIELD_ORDER]
@@ -207,18 +171,21 @@ class Decoder:
         if value is None:
             return Reason(Stage.DECODE, "Tombstone", "value: is null (a tombstone), not an event")
         if self._parse is not None:
-            return self._decode_parsed(value, envelope)
-        if value[:3] == _UTF8_BOM:
-            value = value[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            kind = "NotUtf8" if "UTF-8" in str(exc) else "NotJson"
-            return Reason(Stage.DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
-        if not isinstance(obj, dict):
-            return Reason(
-                Stage.DECODE, "NotAnObject", f"value: must be a JSON object, got {type(obj).__name__}"
-            )
+            obj = self._parsed(value, message)
+            if obj.__class__ is Reason:
+                return obj
+        else:
+            if value[:3] == _UTF8_BOM:
+                value = value[3:]  # RFC 8259 lets a parser ignore a byte order mark; some producers write one
+            try:
+                obj = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                kind = "NotUtf8" if "UTF-8" in str(exc) else "NotJson"
+                return Reason(Stage.DECODE, kind, f"value: not a UTF-8 JSON document: {exc}")
+            if not isinstance(obj, dict):
+                return Reason(
+                    Stage.DECODE, "NotAnObject", f"value: must be a JSON object, got {type(obj).__name__}"
+                )
         try:
             return self._build(obj, envelope)
         except FieldError as exc:
@@ -231,23 +198,16 @@ class Decoder:
                 Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
             )
 
-    def _decode_parsed(self, value: bytes, envelope: Envelope) -> Event | Reason:
+    def _parsed(self, value: bytes, message: Message) -> Any:
+        """The object a registry format's value holds, or the :class:`Reason` it is not one."""
         assert self._parse is not None
         try:
-            obj = self._parse(value, envelope.message)
+            obj = self._parse(value, message)
         except FormatError as exc:
             return Reason(Stage.DECODE, exc.error_class, exc.message)
         if not isinstance(obj, dict):
             return Reason(Stage.DECODE, "NotAnObject", f"value: must be an object, got {type(obj).__name__}")
-        try:
-            return self._build(obj, envelope)
-        except FieldError as exc:
-            return Reason(Stage.VALIDATE, "InvalidField", str(exc))
-        except Exception as exc:
-            log.error("a message could not be decoded (a bug: please report it): %r", exc, exc_info=True)
-            return Reason(
-                Stage.DECODE, UNEXPECTED, f"value: could not be decoded: {type(exc).__name__}: {exc}"
-            )
+        return obj
 
     def _derived_id(self, message: Message) -> str:
         topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
@@ -278,13 +238,13 @@ class Decoder:
             source,
         ) = self._fields(obj)
         tracking_id = (
-            self._tracking_id if tracking_raw is None else _identifier("trackingId", tracking_raw) or ""
+            self._tracking_id if tracking_raw is None else identifier("trackingId", tracking_raw) or ""
         )
-        session_id = session_raw if session_raw.__class__ is str else _identifier("sessionId", session_raw)
+        session_id = session_raw if session_raw.__class__ is str else identifier("sessionId", session_raw)
         if session_id is None:
             raise FieldError("sessionId: is required")
         user_id = (
-            user_raw if user_raw is None or user_raw.__class__ is str else _identifier("userId", user_raw)
+            user_raw if user_raw is None or user_raw.__class__ is str else identifier("userId", user_raw)
         )
         if self._event_type is not None:
             event_type = self._event_type
@@ -295,23 +255,23 @@ class Decoder:
         if event_id is None:
             event_id = self._derived_id(message)
         elif event_id.__class__ is not str:
-            event_id = _identifier("eventId", event_id)
+            event_id = identifier("eventId", event_id)
         if sent_at.__class__ is float or sent_at.__class__ is int:
-            sent_at = self._numeric_sent_at(sent_at)
+            sent_at = epoch_seconds("sentAt", sent_at, self._unit, _UNIT_HINT)
         else:
             sent_at = self._sent_at(sent_at, message)
         wire: dict[str, Any] = {"eventId": event_id, "eventType": event_type, "sentAt": sent_at}
         if item_id is not None:
-            wire["itemId"] = item_id if item_id.__class__ is str else _identifier("itemId", item_id)
+            wire["itemId"] = item_id if item_id.__class__ is str else identifier("itemId", item_id)
         if event_value is not None:
             wire["eventValue"] = event_value
         properties_object = None
         if properties is not None:
             if properties.__class__ is dict:
                 properties_object = properties  # encoded here: its keys are checked without a re-parse
-            wire["properties"] = self._properties(properties)
+            wire["properties"] = _properties(properties)
         if impression is not None:
-            wire["impression"] = self._impression(impression)
+            wire["impression"] = impression_ids(impression, self._separator, "item")
         if recommendation_id is not None:
             wire["recommendationId"] = recommendation_id
         if source is not None:
@@ -345,55 +305,15 @@ class Decoder:
             if kind == TIMESTAMP_NOT_AVAILABLE or millis is None or millis < 0:
                 return round(datetime.now(UTC).timestamp(), 3)
             return millis / 1000 if millis % 1000 else millis // 1000
-        if isinstance(value, bool):
-            raise FieldError("sentAt: must be epoch seconds, epoch milliseconds or ISO-8601, got bool")
-        if isinstance(value, int | float):
-            return self._numeric_sent_at(value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                raise FieldError(f"sentAt: {value[:40]!r} is not ISO-8601 nor a number") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
-            seconds = parsed.timestamp()
-            if seconds < 0:
-                raise FieldError(f"sentAt: {value[:40]!r} is before 1970")
-            return int(seconds) if seconds.is_integer() else seconds
-        raise FieldError(
-            f"sentAt: must be epoch seconds, epoch milliseconds or ISO-8601, got {type(value).__name__}"
-        )
+        return time_seconds("sentAt", value, self._unit, _UNIT_HINT)
 
-    def _numeric_sent_at(self, value: float) -> float | int:
-        if not math.isfinite(value):
-            raise FieldError(f"sentAt: {value!r} is not a time")
-        if self._unit == "s":
-            return value
-        if self._unit == "ms":
-            return value / 1000 if value % 1000 else int(value) // 1000
-        if _PLAUSIBLE_FROM <= value < _PLAUSIBLE_TO:
-            return value
-        if _PLAUSIBLE_FROM <= value / 1000 < _PLAUSIBLE_TO:
-            return value / 1000 if value % 1000 else int(value) // 1000
-        raise FieldError(
-            f"sentAt: {value!r} is neither epoch seconds nor milliseconds between 2000 and 2100 "
-            "(set mapping.sent_at_unit to accept other times)"
-        )
 
-    @staticmethod
-    def _properties(value: Any) -> Any:
-        if isinstance(value, dict):
-            try:
-                return orjson.dumps(value).decode()
-            except orjson.JSONEncodeError as exc:  # nested past orjson's 254 levels: far past 1024 characters
-                raise FieldError(f"properties: cannot be encoded as JSON ({exc})") from None
-        if isinstance(value, str):
-            return value  # already JSON text: sent as the producer wrote it, checked by the limits
-        raise FieldError(f"properties: must be a JSON object or a string of one, got {type(value).__name__}")
-
-    def _impression(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return value.split(self._separator)
-        if isinstance(value, list):
-            return [_identifier(f"impression[{i}]", item) for i, item in enumerate(value)]
-        raise FieldError(f"impression: must be a list of item ids or one string, got {type(value).__name__}")
+def _properties(value: Any) -> Any:
+    if isinstance(value, dict):
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError as exc:  # nested past orjson's 254 levels: far past 1024 characters
+            raise FieldError(f"properties: cannot be encoded as JSON ({exc})") from None
+    if isinstance(value, str):
+        return value  # already JSON text: sent as the producer wrote it, checked by the limits
+    raise FieldError(f"properties: must be a JSON object or a string of one, got {type(value).__name__}")

@@ -26,7 +26,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         """Declare every metric in ``registry`` (a new one by default).
 
-        Long because it is a list of declarations, one per metric, kept together so that the names,
+        Long on purpose: it is a list of declarations, one per metric, kept together so that the names,
         help texts and labels read as one table; there is no logic to split.
         """
         self.registry = registry or CollectorRegistry()

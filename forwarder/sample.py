@@ -62,13 +62,20 @@ def sample_events(
         yield event
 
 
+def _revisions(count: int, rng: random.Random) -> Iterator[tuple[int, int]]:
+    """``count`` (record number, catalogue entry) pairs over ``max(1, count * 4 // 5)`` entries: the first
+    ones each once, the last fifth updates of entries drawn from ``rng`` (drawn when the pair is taken, so
+    the caller's own draws interleave the same way)."""
+    distinct = max(1, count * 4 // 5)
+    for i in range(count):
+        yield i, (i if i < distinct else rng.randrange(distinct))
+
+
 def sample_items(count: int, seed: int = 42, start: float | None = None) -> Iterator[dict[str, Any]]:
     """``count`` item updates over ``max(1, count * 4 // 5)`` items: a fifth are later updates of an item."""
     rng = random.Random(seed)
     now = time.time() if start is None else start
-    distinct = max(1, count * 4 // 5)
-    for i in range(count):
-        n = i if i < distinct else rng.randrange(distinct)
+    for i, n in _revisions(count, rng):
         yield {
             "itemId": f"item-{n:04d}",
             "category_l1": rng.choice(("shoes", "shirts", "books", "games")),
@@ -83,9 +90,7 @@ def sample_items(count: int, seed: int = 42, start: float | None = None) -> Iter
 def sample_users(count: int, seed: int = 42) -> Iterator[dict[str, Any]]:
     """``count`` user profile updates over ``max(1, count * 4 // 5)`` users."""
     rng = random.Random(seed)
-    distinct = max(1, count * 4 // 5)
-    for i in range(count):
-        n = i if i < distinct else rng.randrange(distinct)
+    for _, n in _revisions(count, rng):
         yield {
             "userId": f"user-{n:05d}",
             "membership_level": rng.choice(("free", "silver", "gold")),
@@ -98,9 +103,7 @@ def sample_actions(count: int, seed: int = 42, start: float | None = None) -> It
     """``count`` action updates over ``max(1, count * 4 // 5)`` actions (Next-Best-Action offers)."""
     rng = random.Random(seed)
     now = time.time() if start is None else start
-    distinct = max(1, count * 4 // 5)
-    for i in range(count):
-        n = i if i < distinct else rng.randrange(distinct)
+    for _, n in _revisions(count, rng):
         yield {
             "actionId": f"action-{n:03d}",
             "category": rng.choice(("membership", "app", "newsletter", "loyalty")),
@@ -133,19 +136,22 @@ def sample_action_interactions(
 
 
 def sample_records(
-    operation: str, count: int, sessions: int, seed: int
+    operation: str, count: int, sessions: int, seed: int, start: float | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(Kafka key, value) of ``count`` sample records for the route ``operation`` (one of :data:`OPERATIONS`)."""
+    """(Kafka key, value) of ``count`` sample records for the route ``operation`` (one of :data:`OPERATIONS`).
+
+    ``start`` (default: now) is the time the records' timestamps derive from: the same seed and start give
+    the same records."""
     if operation == "events":
-        return ((ev["sessionId"], ev) for ev in sample_events(count, sessions, seed))
+        return ((ev["sessionId"], ev) for ev in sample_events(count, sessions, seed, start))
     if operation == "items":
-        return ((r["itemId"], r) for r in sample_items(count, seed))
+        return ((r["itemId"], r) for r in sample_items(count, seed, start))
     if operation == "users":
         return ((r["userId"], r) for r in sample_users(count, seed))
     if operation == "actions":
-        return ((r["actionId"], r) for r in sample_actions(count, seed))
+        return ((r["actionId"], r) for r in sample_actions(count, seed, start))
     if operation == "action_interactions":
-        return ((r["sessionId"], r) for r in sample_action_interactions(count, sessions, seed))
+        return ((r["sessionId"], r) for r in sample_action_interactions(count, sessions, seed, start))
     raise ValueError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
 
 

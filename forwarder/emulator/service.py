@@ -369,6 +369,34 @@ class _Bucket:
         self.updated = updated
 
 
+class _Quotas:
+    """Token buckets, one per (operation, target), of ``rps`` calls per second each (a burst of up to
+    ``max(rps, 1)``); a new bucket starts full."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def clear(self) -> None:
+        """Forget every bucket: a new quota starts with full buckets."""
+        self._buckets.clear()
+
+    def take(self, key: tuple[str, str], rps: float) -> bool:
+        """Take a token from ``key``'s bucket: ``False`` when it has none (the call is throttled)."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        capacity = max(rps, 1.0)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(capacity, now)
+        else:
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rps)
+            bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        return False
+
+
 def check_authorization(header: str | None) -> tuple[str, str] | None:
     """``None`` if ``header`` is a SigV4 ``Authorization`` scoped to ``personalize``, else (code, message).
 
@@ -441,17 +469,12 @@ class Emulator:
         self.reset_stats()
         self._faults = faults or Faults()
         self._record = record
-        self._clock = clock
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
-
-        def rng(name: str) -> random.Random:
-            return random.Random(None if seed is None else f"{seed}:{name}")
-
-        self._latency_rng = rng("latency")
-        self._spike_rng = rng("spike")
-        self._drop_rng = rng("drop")
-        self._error_rng = rng("error")
-        self._throttle_rng = rng("throttle")
+        self._quotas = _Quotas(clock)
+        self._latency_rng = _seeded(seed, "latency")
+        self._spike_rng = _seeded(seed, "spike")
+        self._drop_rng = _seeded(seed, "drop")
+        self._error_rng = _seeded(seed, "error")
+        self._throttle_rng = _seeded(seed, "throttle")
 
     @property
     def stats(self) -> Stats:
@@ -469,7 +492,7 @@ class Emulator:
             self._faults.quota_rps,
             self._faults.operation_quota_rps,
         ):
-            self._buckets.clear()  # a new quota starts with full buckets
+            self._quotas.clear()
         self._faults = faults
 
     def apply_faults(self, changes: object) -> Faults:
@@ -558,13 +581,10 @@ class Emulator:
         if problem is not None:
             stats.invalid += 1
             return _error(400, "InvalidInputException", problem)
-        if faults.reject_item_ids:
-            for i, record in enumerate(body[served.records]):
-                item_id = record.get("itemId")
-                if item_id is not None and item_id in faults.reject_item_ids:
-                    stats.invalid += 1
-                    message = f"{served.records}[{i}].itemId: item {item_id!r} is rejected (emulator)"
-                    return _error(400, "InvalidInputException", message)
+        rejected = _rejected_item(body[served.records], served.records, faults.reject_item_ids)
+        if rejected is not None:
+            stats.invalid += 1
+            return _error(400, "InvalidInputException", rejected)
         target: str = body[served.target]
         if served.target == "trackingId":
             known, what = faults.tracking_ids, "Tracking ID"
@@ -581,7 +601,7 @@ class Emulator:
             stats.in_use += 1
             return _error(409, "ResourceInUseException", "The specified resource is in use.")
         quota = faults.quota_for(served.name)
-        if quota and not self._take_token((served.name, target), quota):
+        if quota and not self._quotas.take((served.name, target), quota):
             stats.throttled += 1
             stats.quota_throttled += 1
             return _THROTTLED
@@ -592,15 +612,8 @@ class Emulator:
 
     def _accept(self, raw: bytes, body: dict[str, Any], served: Served, stats: Stats) -> None:
         """Step 10: record the call (flushed before the answer), count it and its events' delays."""
-        record = self._record
-        if record is not None:
-            line = raw.strip()
-            if b"\n" in line or b"\r" in line:
-                # Line breaks can only be whitespace between JSON tokens; orjson writes none.
-                line = orjson.dumps(body)
-            # An accepted body is an object with at least one field, so "{" starts it and a field follows.
-            record.write(b'{"operation":"' + served.name.encode() + b'",' + line[1:] + b"\n")
-            record.flush()
+        if self._record is not None:
+            _record_call(self._record, raw, body, served.name)
         records: list[dict[str, Any]] = body[served.records]
         stats.accepted_calls += 1
         stats.accepted_events += len(records)
@@ -625,19 +638,33 @@ class Emulator:
             "operations": {name: stats.as_operation_json() for name, stats in self.operation_stats.items()},
         }
 
-    def _take_token(self, key: tuple[str, str], rps: float) -> bool:
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        capacity = max(rps, 1.0)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(capacity, now)
-        else:
-            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rps)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return True
-        return False
+
+def _seeded(seed: int | None, name: str) -> random.Random:
+    """The random source of one kind of fault: repeatable per ``seed``, independent of the others."""
+    return random.Random(None if seed is None else f"{seed}:{name}")
+
+
+def _rejected_item(records: list[dict[str, Any]], field: str, rejected: frozenset[str]) -> str | None:
+    """The message for the first record whose itemId the ``reject_item_ids`` fault names, if any."""
+    if not rejected:
+        return None
+    for i, record in enumerate(records):
+        item_id = record.get("itemId")
+        if item_id is not None and item_id in rejected:
+            return f"{field}[{i}].itemId: item {item_id!r} is rejected (emulator)"
+    return None
+
+
+def _record_call(record: BinaryIO, raw: bytes, body: dict[str, Any], operation: str) -> None:
+    """One accepted call as a line of the record file, flushed (a reader sees it once the client has its
+    200): the body as received with ``"operation"`` put first, re-encoded if it held a line break."""
+    line = raw.strip()
+    if b"\n" in line or b"\r" in line:
+        # Line breaks can only be whitespace between JSON tokens; orjson writes none.
+        line = orjson.dumps(body)
+    # An accepted body is an object with at least one field, so "{" starts it and a field follows.
+    record.write(b'{"operation":"' + operation.encode() + b'",' + line[1:] + b"\n")
+    record.flush()
 
 
 def _canonical_mismatch(authorization: str | None, security_token: str | None) -> str:

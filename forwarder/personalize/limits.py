@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -51,7 +52,7 @@ EVENT_FIELDS: Final = frozenset(
 REQUEST_FIELDS: Final = frozenset({"trackingId", "userId", "sessionId", "eventList"})
 
 
-def check_string(path: str, value: object, max_length: int, *, required: bool = False) -> str | None:
+def check_string(path: str, value: object, max_length: int, required: bool = False) -> str | None:
     """Check one string field: present if required, a string, 1..max_length code points."""
     if value is None:
         return f"{path}: is required" if required else None
@@ -66,20 +67,7 @@ def check_string(path: str, value: object, max_length: int, *, required: bool = 
 
 def check_properties(path: str, value: object) -> str | None:
     """``properties`` is a string of at most 1024 characters holding a JSON object without reserved keys."""
-    problem = check_string(path, value, MAX_PROPERTIES_LENGTH)
-    if problem or value is None:
-        return problem
-    assert isinstance(value, str)
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return f"{path}: Error parsing properties json"
-    if not isinstance(parsed, dict):
-        return f"{path}: must be a JSON object, got {type(parsed).__name__}"
-    reserved = sorted(k for k in parsed if k.lower() in RESERVED_PROPERTY_KEYS)
-    if reserved:
-        return f"{path}: reserved key(s) not allowed: {', '.join(reserved)}"
-    return None
+    return check_json_properties(path, value, MAX_PROPERTIES_LENGTH, True)
 
 
 def _is_finite(value: float) -> bool:
@@ -103,21 +91,28 @@ def check_sent_at(path: str, value: object) -> str | None:
 
 def check_impression(path: str, value: object) -> str | None:
     """``impression`` is a list of 1..25 item ids of 1..256 characters, at most 1000 characters joined."""
+    return _check_ids(path, value, "item", MAX_IMPRESSIONS, MAX_IMPRESSION_TOTAL_LENGTH)
+
+
+def _check_ids(path: str, value: object, of: str, most: int, joined: int | None = None) -> str | None:
+    """An impression: absent, or a list of 1..``most`` ids (of items, of actions) of 1..256 characters,
+    at most ``joined`` characters joined by "|" when given."""
     if value is None:
         return None
     if not isinstance(value, list):
-        return f"{path}: must be a list of item ids, got {type(value).__name__}"
+        return f"{path}: must be a list of {of} ids, got {type(value).__name__}"
     if not value:
-        return f"{path}: must hold at least 1 item id"
-    if len(value) > MAX_IMPRESSIONS:
-        return f"{path}: {len(value)} item ids is more than {MAX_IMPRESSIONS}"
+        return f"{path}: must hold at least 1 {of} id"
+    if len(value) > most:
+        return f"{path}: {len(value)} {of} ids is more than {most}"
     for i, item in enumerate(value):
-        problem = check_string(f"{path}[{i}]", item, MAX_ID_LENGTH, required=True)
+        problem = check_string(f"{path}[{i}]", item, MAX_ID_LENGTH, True)
         if problem:
             return problem
-    total = sum(len(item) for item in value) + len(value) - 1
-    if total > MAX_IMPRESSION_TOTAL_LENGTH:
-        return f"{path}: {total} characters joined is more than {MAX_IMPRESSION_TOTAL_LENGTH}"
+    if joined is not None:
+        total = sum(len(item) for item in value) + len(value) - 1
+        if total > joined:
+            return f"{path}: {total} characters joined is more than {joined}"
     return None
 
 
@@ -223,29 +218,52 @@ _OPTIONAL_STRINGS: Final = (
 )
 
 
-def explain_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
-    """The full check of one event: None, or the first problem, naming its field."""
-    unknown = sorted(set(ev) - EVENT_FIELDS)
-    if unknown:
-        return f"{path}.{unknown[0]}: unknown field"
-    problem = (
-        check_string(f"{path}.eventType", ev.get("eventType"), MAX_ID_LENGTH, required=True)
-        or check_sent_at(f"{path}.sentAt", ev.get("sentAt"))
-        or check_string(f"{path}.eventId", ev.get("eventId"), MAX_ID_LENGTH)
-        or check_string(f"{path}.itemId", ev.get("itemId"), MAX_ID_LENGTH)
-        or check_string(f"{path}.recommendationId", ev.get("recommendationId"), MAX_RECOMMENDATION_ID_LENGTH)
-        or check_properties(f"{path}.properties", ev.get("properties"))
-        or check_impression(f"{path}.impression", ev.get("impression"))
-        or check_metric_attribution(f"{path}.metricAttribution", ev.get("metricAttribution"))
-    )
-    if problem:
-        return problem
-    value = ev.get("eventValue")
+def _check_event_value(path: str, value: object) -> str | None:
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int | float) or not _is_finite(value)
     ):
-        return f"{path}.eventValue: must be a finite number, got {value!r}"
+        return f"{path}: must be a finite number, got {value!r}"
     return None
+
+
+# The checks of a record's fields, in the order the first problem is reported: (field, check, the check's
+# arguments after the field's path and value). One table per kind of record; :func:`_check_fields` runs one.
+Check = Callable[..., str | None]
+Fields = tuple[tuple[str, Check, tuple[Any, ...]], ...]
+_ID: Final = (MAX_ID_LENGTH,)
+_REQUIRED_ID: Final = (MAX_ID_LENGTH, True)
+
+_EVENT: Final[Fields] = (
+    ("eventType", check_string, _REQUIRED_ID),
+    ("sentAt", check_sent_at, ()),
+    ("eventId", check_string, _ID),
+    ("itemId", check_string, _ID),
+    ("recommendationId", check_string, (MAX_RECOMMENDATION_ID_LENGTH,)),
+    ("properties", check_properties, ()),
+    ("impression", check_impression, ()),
+    ("metricAttribution", check_metric_attribution, ()),
+    ("eventValue", _check_event_value, ()),
+)
+
+
+def _check_fields(
+    record: Mapping[str, Any], prefix: str, known: frozenset[str], fields: Fields
+) -> str | None:
+    """No field outside ``known``, then each check of ``fields`` in order; paths start with ``prefix``
+    (``eventList[2].``, or ``""`` for a request body's own fields)."""
+    unknown = sorted(set(record) - known)
+    if unknown:
+        return f"{prefix}{unknown[0]}: unknown field"
+    for name, check, args in fields:
+        problem = check(f"{prefix}{name}", record.get(name), *args)
+        if problem:
+            return problem
+    return None
+
+
+def explain_event(ev: Mapping[str, Any], path: str = "event") -> str | None:
+    """The full check of one event: None, or the first problem, naming its field."""
+    return _check_fields(ev, f"{path}.", EVENT_FIELDS, _EVENT)
 
 
 def check_event_size(path: str, encoded: bytes) -> str | None:
@@ -255,36 +273,20 @@ def check_event_size(path: str, encoded: bytes) -> str | None:
     return None
 
 
+_REQUEST: Final[Fields] = (
+    ("trackingId", check_string, _REQUIRED_ID),
+    ("sessionId", check_string, _REQUIRED_ID),
+    ("userId", check_string, _ID),
+)
+
+
+def _check_event_in_call(ev: Mapping[str, Any], path: str) -> str | None:
+    return check_event(ev, path) or check_event_size(path, orjson.dumps(ev))
+
+
 def check_request(body: object) -> str | None:
     """Check a whole PutEvents request body as it arrives on the wire."""
-    if not isinstance(body, Mapping):
-        return "request body must be a JSON object"
-    unknown = sorted(set(body) - REQUEST_FIELDS)
-    if unknown:
-        return f"{unknown[0]}: unknown field"
-    problem = (
-        check_string("trackingId", body.get("trackingId"), MAX_ID_LENGTH, required=True)
-        or check_string("sessionId", body.get("sessionId"), MAX_ID_LENGTH, required=True)
-        or check_string("userId", body.get("userId"), MAX_ID_LENGTH)
-    )
-    if problem:
-        return problem
-    events = body.get("eventList")
-    if events is None:
-        return "eventList: is required"
-    if not isinstance(events, list):
-        return f"eventList: must be a list, got {type(events).__name__}"
-    if not events:
-        return "eventList: must hold at least 1 event"
-    if len(events) > MAX_EVENTS_PER_CALL:
-        return f"eventList: {len(events)} events is more than {MAX_EVENTS_PER_CALL}"
-    for i, ev in enumerate(events):
-        if not isinstance(ev, Mapping):
-            return f"eventList[{i}]: must be an object"
-        problem = check_event(ev, f"eventList[{i}]") or check_event_size(f"eventList[{i}]", orjson.dumps(ev))
-        if problem:
-            return problem
-    return None
+    return _check_body(body, _REQUEST, REQUEST_FIELDS, _EVENT_LIST, _check_event_in_call)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ def check_dataset_arn(path: str, value: object) -> str | None:
 _DATASET_ARN: Final = re.compile(DATASET_ARN_PATTERN, re.DOTALL)
 
 
-def check_json_properties(path: str, value: object, max_length: int, *, reserved: bool = False) -> str | None:
+def check_json_properties(path: str, value: object, max_length: int, reserved: bool = False) -> str | None:
     """``properties`` of an item, user, action or action interaction: a string of 1..max_length code
     points holding a JSON object (without the reserved keys of an interaction when ``reserved``)."""
     problem = check_string(path, value, max_length)
@@ -355,12 +357,39 @@ def check_json_properties(path: str, value: object, max_length: int, *, reserved
     return None
 
 
-class RecordShape(NamedTuple):
+class _RecordList(NamedTuple):
+    """A request's list of records: its field, what one is called, and at most how many a call holds.
+    ``objects_first``: every element is checked to be an object before any is checked further (the
+    catalogue and action interaction requests), rather than each in turn (PutEvents)."""
+
+    field: str
+    noun: str
+    most: int
+    objects_first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordShape:
     """One kind of catalogue record (an item, a user, an action): its id field and properties limit."""
 
     list_field: str  # the request's list: items, users, actions
     id_field: str  # itemId, userId, actionId
     max_properties: int
+    # Built once: a record's known fields and its checks (for :func:`_check_fields`), and its request's list.
+    known: frozenset[str] = field(init=False, repr=False, compare=False)
+    fields: Fields = field(init=False, repr=False, compare=False)
+    records: _RecordList = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (
+            (self.id_field, check_string, _REQUIRED_ID),
+            ("properties", check_json_properties, (self.max_properties,)),
+        )
+        object.__setattr__(self, "known", frozenset({self.id_field, "properties"}))
+        object.__setattr__(self, "fields", fields)
+        object.__setattr__(
+            self, "records", _RecordList(self.list_field, "record", MAX_RECORDS_PER_CALL, True)
+        )
 
 
 ITEM: Final = RecordShape("items", "itemId", MAX_ITEM_PROPERTIES_LENGTH)
@@ -370,12 +399,7 @@ ACTION: Final = RecordShape("actions", "actionId", MAX_ACTION_PROPERTIES_LENGTH)
 
 def check_catalog_record(shape: RecordShape, record: Mapping[str, Any], path: str) -> str | None:
     """One item, user or action in its wire form: its id (1..256, required) and its properties."""
-    unknown = sorted(set(record) - {shape.id_field, "properties"})
-    if unknown:
-        return f"{path}.{unknown[0]}: unknown field"
-    return check_string(
-        f"{path}.{shape.id_field}", record.get(shape.id_field), MAX_ID_LENGTH, required=True
-    ) or check_json_properties(f"{path}.properties", record.get("properties"), shape.max_properties)
+    return _check_fields(record, f"{path}.", shape.known, shape.fields)
 
 
 ACTION_INTERACTION_FIELDS: Final = frozenset(
@@ -393,101 +417,93 @@ ACTION_INTERACTION_FIELDS: Final = frozenset(
 )
 
 
+_ACTION_INTERACTION: Final[Fields] = (
+    ("actionId", check_string, _REQUIRED_ID),
+    ("sessionId", check_string, _REQUIRED_ID),
+    ("eventType", check_string, _REQUIRED_ID),
+    ("timestamp", check_sent_at, ()),
+    ("userId", check_string, _ID),
+    ("eventId", check_string, _ID),
+    ("recommendationId", check_string, (MAX_RECOMMENDATION_ID_LENGTH,)),
+    # The model sets no joined length for action ids, unlike an event's impression.
+    ("impression", _check_ids, ("action", MAX_ACTION_IMPRESSIONS)),
+    ("properties", check_json_properties, (MAX_ACTION_INTERACTION_PROPERTIES_LENGTH, True)),
+)
+
+
 def check_action_interaction(record: Mapping[str, Any], path: str) -> str | None:
     """One action interaction in its wire form (timestamp a number of epoch seconds, properties a string)."""
-    unknown = sorted(set(record) - ACTION_INTERACTION_FIELDS)
-    if unknown:
-        return f"{path}.{unknown[0]}: unknown field"
-    return (
-        check_string(f"{path}.actionId", record.get("actionId"), MAX_ID_LENGTH, required=True)
-        or check_string(f"{path}.sessionId", record.get("sessionId"), MAX_ID_LENGTH, required=True)
-        or check_string(f"{path}.eventType", record.get("eventType"), MAX_ID_LENGTH, required=True)
-        or check_sent_at(f"{path}.timestamp", record.get("timestamp"))
-        or check_string(f"{path}.userId", record.get("userId"), MAX_ID_LENGTH)
-        or check_string(f"{path}.eventId", record.get("eventId"), MAX_ID_LENGTH)
-        or check_string(
-            f"{path}.recommendationId", record.get("recommendationId"), MAX_RECOMMENDATION_ID_LENGTH
-        )
-        or _check_action_impression(f"{path}.impression", record.get("impression"))
-        or check_json_properties(
-            f"{path}.properties",
-            record.get("properties"),
-            MAX_ACTION_INTERACTION_PROPERTIES_LENGTH,
-            reserved=True,
-        )
-    )
+    return _check_fields(record, f"{path}.", ACTION_INTERACTION_FIELDS, _ACTION_INTERACTION)
 
 
-def _check_action_impression(path: str, value: object) -> str | None:
-    """``impression`` of an action interaction: 1..25 action ids of 1..256 characters (the model sets no
-    joined length, unlike an event's)."""
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        return f"{path}: must be a list of action ids, got {type(value).__name__}"
-    if not value:
-        return f"{path}: must hold at least 1 action id"
-    if len(value) > MAX_ACTION_IMPRESSIONS:
-        return f"{path}: {len(value)} action ids is more than {MAX_ACTION_IMPRESSIONS}"
-    for i, action_id in enumerate(value):
-        problem = check_string(f"{path}[{i}]", action_id, MAX_ID_LENGTH, required=True)
-        if problem:
-            return problem
-    return None
+_EVENT_LIST: Final = _RecordList("eventList", "event", MAX_EVENTS_PER_CALL, False)
 
 
-def _check_list(name: str, value: object) -> str | None:
+def _check_list(records: _RecordList, value: object) -> str | None:
+    name = records.field
     if value is None:
         return f"{name}: is required"
     if not isinstance(value, list):
         return f"{name}: must be a list, got {type(value).__name__}"
     if not value:
-        return f"{name}: must hold at least 1 record"
-    if len(value) > MAX_RECORDS_PER_CALL:
-        return f"{name}: {len(value)} records is more than {MAX_RECORDS_PER_CALL}"
-    for i, record in enumerate(value):
-        if not isinstance(record, Mapping):
-            return f"{name}[{i}]: must be an object"
+        return f"{name}: must hold at least 1 {records.noun}"
+    if len(value) > records.most:
+        return f"{name}: {len(value)} {records.noun}s is more than {records.most}"
     return None
+
+
+def _check_body(
+    body: object,
+    fields: Fields,
+    known: frozenset[str],
+    records: _RecordList,
+    check_record: Callable[[Mapping[str, Any], str], str | None],
+) -> str | None:
+    """A whole request body as it arrives on the wire: an object of no field outside ``known``, its own
+    ``fields``, then its list of ``records``, each by ``check_record``."""
+    if not isinstance(body, Mapping):
+        return "request body must be a JSON object"
+    value = body.get(records.field)
+    problem = _check_fields(body, "", known, fields) or _check_list(records, value)
+    if problem:
+        return problem
+    assert isinstance(value, list)
+    if records.objects_first:
+        for i, record in enumerate(value):
+            if not isinstance(record, Mapping):
+                return f"{records.field}[{i}]: must be an object"
+    for i, record in enumerate(value):
+        path = f"{records.field}[{i}]"
+        if not isinstance(record, Mapping):
+            return f"{path}: must be an object"
+        problem = check_record(record, path)
+        if problem:
+            return problem
+    return None
+
+
+_DATASET: Final[Fields] = (("datasetArn", check_dataset_arn, ()),)
+_TRACKING: Final[Fields] = (("trackingId", check_string, _REQUIRED_ID),)
+_ACTION_INTERACTIONS: Final = _RecordList("actionInteractions", "record", MAX_RECORDS_PER_CALL, True)
 
 
 def check_catalog_request(shape: RecordShape, body: object) -> str | None:
     """Check a whole PutItems, PutUsers or PutActions request body as it arrives on the wire."""
-    if not isinstance(body, Mapping):
-        return "request body must be a JSON object"
-    unknown = sorted(set(body) - {"datasetArn", shape.list_field})
-    if unknown:
-        return f"{unknown[0]}: unknown field"
-    records = body.get(shape.list_field)
-    problem = check_dataset_arn("datasetArn", body.get("datasetArn")) or _check_list(
-        shape.list_field, records
+    return _check_body(
+        body,
+        _DATASET,
+        frozenset({"datasetArn", shape.list_field}),
+        shape.records,
+        lambda record, path: check_catalog_record(shape, record, path),
     )
-    if problem:
-        return problem
-    assert isinstance(records, list)
-    for i, record in enumerate(records):
-        problem = check_catalog_record(shape, record, f"{shape.list_field}[{i}]")
-        if problem:
-            return problem
-    return None
 
 
 def check_action_interactions_request(body: object) -> str | None:
     """Check a whole PutActionInteractions request body as it arrives on the wire."""
-    if not isinstance(body, Mapping):
-        return "request body must be a JSON object"
-    unknown = sorted(set(body) - {"trackingId", "actionInteractions"})
-    if unknown:
-        return f"{unknown[0]}: unknown field"
-    records = body.get("actionInteractions")
-    problem = check_string("trackingId", body.get("trackingId"), MAX_ID_LENGTH, required=True) or _check_list(
-        "actionInteractions", records
+    return _check_body(
+        body,
+        _TRACKING,
+        frozenset({"trackingId", "actionInteractions"}),
+        _ACTION_INTERACTIONS,
+        check_action_interaction,
     )
-    if problem:
-        return problem
-    assert isinstance(records, list)
-    for i, record in enumerate(records):
-        problem = check_action_interaction(record, f"actionInteractions[{i}]")
-        if problem:
-            return problem
-    return None

@@ -13,23 +13,23 @@ JSON string; ``impression`` a list or a ``|``-separated string. A tombstone is r
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from forwarder.personalize import limits
 from forwarder.personalize.put_action_interactions import ActionInteractionRecord
 from forwarder.records.common import (
-    VALIDATE,
     FieldError,
     Problem,
     as_object,
     camel_case,
     encode_wire,
     getter,
+    guarded,
     identifier,
+    impression,
+    time_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ FIELDS: Final = (
     "impression",
     "properties",
 )
-# Epoch seconds between these are taken as seconds, else the value is tried as milliseconds.
-_PLAUSIBLE_FROM: Final = 946684800.0  # 2000-01-01T00:00:00Z
-_PLAUSIBLE_TO: Final = 4102444800.0  # 2100-01-01T00:00:00Z
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +79,7 @@ class ActionInteractionDecoder:
         obj = as_object(value)
         if isinstance(obj, Problem):
             return obj
-        try:
-            return self._build(obj, event_id, timestamp)
-        except FieldError as exc:
-            return Problem(VALIDATE, "InvalidField", str(exc))
-        except Exception as exc:
-            log.error("a record could not be decoded (a bug: please report it): %r", exc, exc_info=True)
-            return Problem(
-                "decode", "Unexpected", f"value: could not be decoded: {type(exc).__name__}: {exc}"
-            )
+        return guarded(log, self._build, obj, event_id, timestamp)
 
     def _build(
         self, obj: Mapping[str, Any], event_id: str | None, timestamp: float | None
@@ -107,26 +96,17 @@ class ActionInteractionDecoder:
         if event_type is not None:
             wire["eventType"] = event_type
         raw_time = get["timestamp"]
-        wire["timestamp"] = _timestamp(raw_time) if raw_time is not None else timestamp
+        wire["timestamp"] = time_seconds("timestamp", raw_time) if raw_time is not None else timestamp
         if get["recommendationId"] is not None:
             wire["recommendationId"] = get["recommendationId"]
         if get["impression"] is not None:
-            wire["impression"] = self._impression(get["impression"])
+            wire["impression"] = impression(get["impression"], self._mapping.impression_separator, "action")
         if get["properties"] is not None:
             wire["properties"] = self._properties(get["properties"])
         problem = limits.check_action_interaction(wire, "")
         if problem:
             raise FieldError(problem.lstrip("."))
         return ActionInteractionRecord(wire["actionId"], wire, encode_wire(wire))
-
-    def _impression(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return value.split(self._mapping.impression_separator)
-        if isinstance(value, list):
-            return [identifier(f"impression[{i}]", item) for i, item in enumerate(value)]
-        raise FieldError(
-            f"impression: must be a list of action ids or one string, got {type(value).__name__}"
-        )
 
     def _properties(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -138,33 +118,3 @@ class ActionInteractionDecoder:
             except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
                 raise FieldError(f"properties: cannot be encoded as JSON ({exc})") from None
         raise FieldError(f"properties: must be a JSON object or a string of one, got {type(value).__name__}")
-
-
-def _timestamp(value: Any) -> float | int:
-    """Epoch seconds from epoch seconds, epoch milliseconds or ISO-8601; :class:`FieldError` otherwise."""
-    if isinstance(value, bool):
-        raise FieldError("timestamp: must be epoch seconds, epoch milliseconds or ISO-8601, got bool")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise FieldError(f"timestamp: {value!r} is not a time")
-        if _PLAUSIBLE_FROM <= value < _PLAUSIBLE_TO:
-            return value
-        if _PLAUSIBLE_FROM <= value / 1000 < _PLAUSIBLE_TO:
-            return value / 1000 if value % 1000 else int(value) // 1000
-        raise FieldError(
-            f"timestamp: {value!r} is neither epoch seconds nor milliseconds between 2000 and 2100"
-        )
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise FieldError(f"timestamp: {value[:40]!r} is not ISO-8601 nor a number") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
-        seconds = parsed.timestamp()
-        if seconds < 0:
-            raise FieldError(f"timestamp: {value[:40]!r} is before 1970")
-        return int(seconds) if seconds.is_integer() else seconds
-    raise FieldError(
-        f"timestamp: must be epoch seconds, epoch milliseconds or ISO-8601, got {type(value).__name__}"
-    )

@@ -11,7 +11,6 @@ from forwarder.personalize.catalog import CatalogRecord
 from forwarder.personalize.limits import RecordShape
 from forwarder.records.common import (
     UNSUPPORTED,
-    VALIDATE,
     FieldError,
     Problem,
     PropertiesBuilder,
@@ -19,6 +18,7 @@ from forwarder.records.common import (
     as_object,
     encode_wire,
     getter,
+    guarded,
     identifier,
 )
 
@@ -59,16 +59,7 @@ class CatalogDecoder:
         obj = as_object(value)
         if isinstance(obj, Problem):
             return obj
-        try:
-            return self._build(obj)
-        except FieldError as exc:
-            return Problem(VALIDATE, "InvalidField", str(exc))
-        except Exception as exc:
-            # A gap in the checks: set aside like any bad message rather than stop the replica on it.
-            log.error("a record could not be decoded (a bug: please report it): %r", exc, exc_info=True)
-            return Problem(
-                "decode", "Unexpected", f"value: could not be decoded: {type(exc).__name__}: {exc}"
-            )
+        return guarded(log, self._build, obj)
 
     def _build(self, obj: Any) -> CatalogRecord | Problem:
         shape = self._shape

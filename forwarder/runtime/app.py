@@ -66,6 +66,39 @@ class _SendObserver:
         self._metrics.outage_changed(active, tracking_id)
 
 
+def _log_start(cfg: Config) -> None:
+    log.info(
+        "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s "
+        "endpoint=%s",
+        __version__,
+        ",".join(cfg.kafka.topics),
+        cfg.kafka.group_id,
+        cfg.kafka.group_protocol,
+        cfg.kafka.bootstrap_servers,
+        cfg.dead_letter.topic,
+        cfg.personalize.transport,
+        cfg.personalize.endpoint_url or "(AWS)",
+    )
+    log.debug("consumer properties: %s", redact(consumer_config(cfg.kafka)))
+
+
+def _decoder(cfg: Config) -> Decoder:
+    return Decoder(cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics)))
+
+
+def _sender(cfg: Config, transport: Transport, metrics: Metrics, clock: Callable[[], float]) -> Sender:
+    personalize = cfg.personalize
+    return Sender(
+        transport,
+        cfg.retry,
+        personalize.max_in_flight,
+        observer=_SendObserver(metrics, personalize.tracking_id),
+        clock=clock,
+        max_calls_per_second=personalize.max_calls_per_second,
+        tracking_id=personalize.tracking_id,  # its outage is the replica's; others' are scoped
+    )
+
+
 class App:
     """One forwarder replica. Build it on the running event loop (:func:`forwarder.runtime.run_app`).
 
@@ -88,18 +121,16 @@ class App:
         clock = asyncio.get_running_loop().time
         self.cfg = cfg
         self._variant = hooks is not None  # replay reads its own topic; routes find records by original topic
-        self._log_start()  # first: building the parts logs too (boto3 finding credentials)
+        _log_start(cfg)  # first: building the parts logs too (boto3 finding credentials)
         self.metrics = metrics = metrics or Metrics()
         self.supervisor = supervisor = Supervisor(on_stop)
         self.tracker = tracker = OffsetTracker()
-        decoder = Decoder(
-            cfg.mapping, cfg.personalize.tracking_id, parser_for(cfg.input, list(cfg.kafka.topics))
-        )
+        decoder = _decoder(cfg)
         # Filled at each assignment (the Admin API); derived event ids and dead-letter headers carry it.
         self.topic_ids = decoder.topic_ids
         if hooks is not None:
             hooks.topic_ids = decoder.topic_ids
-        sender = self._sender(transport or make_transport(cfg.personalize), clock)
+        sender = _sender(cfg, transport or make_transport(cfg.personalize), metrics, clock)
         batcher = Batcher(cfg.batching.max_events, cfg.batching.linger_ms / 1000)
         self.dispatcher = Dispatcher(
             batcher, sender, dead_letters or self._dead_letter_writer(), metrics, supervisor, clock
@@ -114,19 +145,7 @@ class App:
         )
         self.source: Source = (source or self._kafka_consumer)(self.rebalancer)
         self.flow = FlowControl(cfg.backpressure.max_buffered_events)
-        self.pump = Pump(
-            self.source,
-            tracker,
-            decoder,
-            self.dispatcher,
-            self.flow,
-            self.health,
-            supervisor,
-            metrics,
-            clock,
-            cfg.kafka.poll_batch_size,
-            hooks,
-        )
+        self.pump = self._pump(decoder, clock, hooks)
         self.committer = Committer(
             self.source, tracker, metrics, CommitPolicy(cfg.kafka.commit_interval_ms / 1000)
         )
@@ -162,16 +181,19 @@ class App:
             topic_ids=self.topic_ids,  # derived event ids carry the topic's id
         )
 
-    def _sender(self, transport: Transport, clock: Callable[[], float]) -> Sender:
-        personalize = self.cfg.personalize
-        return Sender(
-            transport,
-            self.cfg.retry,
-            personalize.max_in_flight,
-            observer=_SendObserver(self.metrics, personalize.tracking_id),
-            clock=clock,
-            max_calls_per_second=personalize.max_calls_per_second,
-            tracking_id=personalize.tracking_id,  # its outage is the replica's; others' are scoped
+    def _pump(self, decoder: Decoder, clock: Callable[[], float], hooks: Hooks | None) -> Pump:
+        return Pump(
+            self.source,
+            self.tracker,
+            decoder,
+            self.dispatcher,
+            self.flow,
+            self.health,
+            self.supervisor,
+            self.metrics,
+            clock,
+            self.cfg.kafka.poll_batch_size,
+            hooks,
         )
 
     def _dead_letter_writer(self) -> DeadLetterWriter:
@@ -246,22 +268,6 @@ class App:
         finally:
             await self._shutdown(ticker)
         return self.exit_code
-
-    def _log_start(self) -> None:
-        cfg = self.cfg
-        log.info(
-            "forwarder %s starting: topics=%s group=%s protocol=%s kafka=%s dead_letter=%s transport=%s "
-            "endpoint=%s",
-            __version__,
-            ",".join(cfg.kafka.topics),
-            cfg.kafka.group_id,
-            cfg.kafka.group_protocol,
-            cfg.kafka.bootstrap_servers,
-            cfg.dead_letter.topic,
-            cfg.personalize.transport,
-            cfg.personalize.endpoint_url or "(AWS)",
-        )
-        log.debug("consumer properties: %s", redact(consumer_config(cfg.kafka)))
 
     async def _shutdown(self, ticker: asyncio.Task[None]) -> None:
         dispatcher, supervisor = self.dispatcher, self.supervisor

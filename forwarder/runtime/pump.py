@@ -117,8 +117,7 @@ class Pump:
         """Track, decode and batch each message; dispatch the batches that became full. Behind a held
         message, the messages are held too (in order)."""
         if self._held is not None:
-            get = self._tracker.get
-            self._backlog.extend((m, get((m.topic() or "", m.partition() or 0))) for m in messages)
+            self._backlog.extend(_with_state(messages, self._tracker.get))
             return
         self._take(messages, 0)
 
@@ -137,7 +136,7 @@ class Pump:
             consumed = messages[index]
             err = consumed.error()
             if err is not None:
-                self._message_error(err)
+                _message_error(self._supervisor, err)
                 continue
             origin = tracker_get((consumed.topic() or "", consumed.partition() or 0))
             if origin is None:
@@ -178,11 +177,7 @@ class Pump:
             batch = add(decoded, now)
             if batch is not None:
                 dispatch(batch)
-        self._metrics.messages_consumed.inc(taken)
-        if both:
-            self._metrics.both_impression_kinds.inc(both)
-        if skipped:
-            self._metrics.messages_skipped.labels("finished_before").inc(skipped)
+        _count_taken(self._metrics, taken, both, skipped)
 
     def _route(self, source: Envelope, decoded: Event | Reason) -> None:
         """A decoded message to the batcher (a full batch dispatched), or a rejection to the dead letters."""
@@ -199,9 +194,8 @@ class Pump:
     def _hold(
         self, source: Envelope, messages: list[Message], rest: int, outage: RegistryUnavailable | None
     ) -> None:
-        get = self._tracker.get
         self._held = source
-        self._backlog = [(m, get((m.topic() or "", m.partition() or 0))) for m in messages[rest:]]
+        self._backlog = _with_state(messages[rest:], self._tracker.get)
         if outage is not None:
             self._enter_outage(outage)
         else:
@@ -241,19 +235,46 @@ class Pump:
             self.input_outage = self._health.input_outage = None
         self._held = None
         backlog, self._backlog = self._backlog, []
-        get = self._tracker.get
-        # A message polled under a partition state that is gone (revoked, maybe assigned again since)
-        # is not taken: its partition's owner reads it again from the committed position.
-        rest = [
-            m
-            for m, state in backlog
-            if m.error() is not None
-            or (state is not None and get((m.topic() or "", m.partition() or 0)) is state)
-        ]
+        rest = _still_owned(backlog, self._tracker.get)
         self._metrics.messages_consumed.inc(len(backlog) - len(rest))
         self._take(rest, 0)
         self.apply_flow()
 
-    def _message_error(self, err: KafkaError) -> None:
-        if err.code() != KafkaError._PARTITION_EOF:
-            self._supervisor.kafka_error(err, "consumer")
+
+PartitionState = Callable[[TopicPartitionKey], PartitionOffsets | None]
+
+
+def _with_state(
+    messages: list[Message], get: PartitionState
+) -> list[tuple[Message, PartitionOffsets | None]]:
+    """Each message with the partition state it was polled under (``None``: not assigned here)."""
+    return [(m, get((m.topic() or "", m.partition() or 0))) for m in messages]
+
+
+def _still_owned(
+    backlog: list[tuple[Message, PartitionOffsets | None]], get: PartitionState
+) -> list[Message]:
+    """The held messages to take now. A message polled under a partition state that is gone (revoked,
+    maybe assigned again since) is not taken: its partition's owner reads it again from the committed
+    position. Errors are kept: they are reported when taken."""
+    return [
+        m
+        for m, state in backlog
+        if m.error() is not None
+        or (state is not None and get((m.topic() or "", m.partition() or 0)) is state)
+    ]
+
+
+def _count_taken(metrics: Metrics, taken: int, both: int, skipped: int) -> None:
+    """Count one poll's messages taken, events with both impression kinds, and messages skipped."""
+    metrics.messages_consumed.inc(taken)
+    if both:
+        metrics.both_impression_kinds.inc(both)
+    if skipped:
+        metrics.messages_skipped.labels("finished_before").inc(skipped)
+
+
+def _message_error(supervisor: Supervisor, err: KafkaError) -> None:
+    """A message that is an error: the end of a partition is none; any other goes to the supervisor."""
+    if err.code() != KafkaError._PARTITION_EOF:
+        supervisor.kafka_error(err, "consumer")

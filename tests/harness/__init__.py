@@ -11,6 +11,8 @@ and its configuration. Each helper is defined once, in the module of its concern
 - :mod:`tests.harness.connect_proxy`: a bounded loopback HTTP CONNECT proxy (``HTTPS_PROXY``);
 - :mod:`tests.harness.credentials_endpoint`: a slow container-credentials endpoint, and an environment
   without credentials.
+- :mod:`tests.harness.pipeline`: a test's topics, emulator, configuration and replica in one call
+  (``pipeline()``), and the commands (``forwarder_command``, ``run_local``); import it from there.
 """
 
 from tests.harness.config import (

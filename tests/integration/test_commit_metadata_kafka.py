@@ -294,19 +294,26 @@ def test_the_next_owner_takes_only_what_the_previous_one_left_unfinished(bootstr
         finally:
             await consumer.close()  # the revoke commits position 50 again, with the newer finished set
 
-    async def next_owner() -> tuple[list[int], list[str]]:
+    assert asyncio.run(first_owner()) == list(range(300)), "a group without metadata takes every message"
+    taken, unreadable = _new_owner(cfg, topic, 299)
+    assert unreadable == []
+    assert taken == sorted(held_at_end)
+
+
+def _new_owner(cfg: KafkaConfig, topic: str, last: int) -> tuple[list[int], list[str]]:
+    """A new owner in ``cfg``'s group takes ``topic``'s partition up to offset ``last``: the offsets it
+    took, and the commit metadata it could not read."""
+
+    async def run() -> tuple[list[int], list[str]]:
         owner = _Owner()
         consumer = KafkaConsumer(cfg, owner, asyncio.get_running_loop(), rebalance_timeout_s=10)
         try:
-            taken, _state = await _take_all(consumer, owner, topic, 299)
+            taken, _state = await _take_all(consumer, owner, topic, last)
             return taken, owner.unreadable
         finally:
             await consumer.close()
 
-    assert asyncio.run(first_owner()) == list(range(300)), "a group without metadata takes every message"
-    taken, unreadable = asyncio.run(next_owner())
-    assert unreadable == []
-    assert taken == sorted(held_at_end)
+    return asyncio.run(run())
 
 
 def test_metadata_of_another_tool_is_not_trusted(bootstrap: str) -> None:
@@ -320,16 +327,7 @@ def test_metadata_of_another_tool_is_not_trusted(bootstrap: str) -> None:
         other.close()
     cfg = KafkaConfig(bootstrap_servers=bootstrap, topics=[topic], group_id=group)
 
-    async def owner_run() -> tuple[list[int], list[str]]:
-        owner = _Owner()
-        consumer = KafkaConsumer(cfg, owner, asyncio.get_running_loop(), rebalance_timeout_s=10)
-        try:
-            taken, _state = await _take_all(consumer, owner, topic, 39)
-            return taken, owner.unreadable
-        finally:
-            await consumer.close()
-
-    taken, unreadable = asyncio.run(owner_run())
+    taken, unreadable = _new_owner(cfg, topic, 39)
     assert taken == list(range(10, 40))
     assert len(unreadable) == 1
     assert "not this codec" in unreadable[0]

@@ -7,7 +7,6 @@ skips the finished ones and sends only the held session's events. Both group pro
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 from collections import Counter
 from pathlib import Path
@@ -15,20 +14,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.commit_metadata import FinishedOffsets, decode
-from tests.harness import (
-    ForwarderConfig,
-    committed_metadata,
-    create_topic,
-    free_port,
-    fully_committed,
-    produce,
-    running,
-    scrape,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import committed_metadata, free_port, running, scrape, start_forwarder, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +26,17 @@ LATER = 60  # messages after the held one, all accepted before the kill
 def test_the_next_owner_sends_only_the_unfinished_messages(
     bootstrap: str, tmp_path: Path, protocol: str
 ) -> None:
-    topic = create_topic(bootstrap, unique("restart"))
-    dlq = create_topic(bootstrap, unique("restart-dlq"))
+    p = pipeline(
+        bootstrap,
+        tmp_path,
+        "restart",
+        extra={
+            "kafka": {"group_protocol": protocol, "commit_interval_ms": 100},
+            # The held session is retried for as long as the test lasts, never dead-lettered.
+            "retry": {"max_attempts": 100_000, "max_elapsed_s": 3600, "max_backoff_ms": 200},
+        },
+    )
+    topic, emulator, cfg = p.topic, p.emulator, p.cfg
     held = [{"eventId": "held-0", "sessionId": "held", "eventType": "view", "sentAt": 1714566896}]
     later = [
         {"eventId": f"ev-{i}", "sessionId": f"s-{i % 7}", "eventType": "view", "sentAt": 1714566896 + i}
@@ -49,25 +45,12 @@ def test_the_next_owner_sends_only_the_unfinished_messages(
     held_late = {"eventId": "held-1", "sessionId": "held", "eventType": "click", "sentAt": 1714566999}
     events = held + later[: LATER // 2] + [held_late] + later[LATER // 2 :]  # offsets 0 .. LATER + 1
 
-    emulator = start_emulator(tmp_path)
     emulator.set_faults(throttle_session_ids=["held"])
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={
-            "kafka": {"group_protocol": protocol, "commit_interval_ms": 100},
-            # The held session is retried for as long as the test lasts, never dead-lettered.
-            "retry": {"max_attempts": 100_000, "max_elapsed_s": 3600, "max_backoff_ms": 200},
-        },
-    )
     if protocol == "consumer":
         cfg.client = {}  # the broker's session timeout under KIP-848
-    a = start_forwarder(tmp_path, cfg, name="a")
+    a = p.start("a")
     with running([a, emulator]):
-        produce(bootstrap, topic, [(str(ev["sessionId"]).encode(), json.dumps(ev).encode()) for ev in events])
+        p.produce_events(events)
         wait_for(lambda: emulator.stats()["accepted_events"] == LATER, 60, what="the later events accepted")
         finished = FinishedOffsets.of(o for o in range(1, LATER + 2) if o != LATER // 2 + 1)
 
@@ -84,7 +67,7 @@ def test_the_next_owner_sends_only_the_unfinished_messages(
         cfg_b = dataclasses.replace(cfg, extra={**cfg.extra, "observability": {"port": port}})
         b = start_forwarder(tmp_path, cfg_b, name="b")
         with running([b]):
-            wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 90, what="committed to the end")
+            p.wait_committed(90)
             skipped = scrape(port).get('forwarder_messages_skipped_total{reason="finished_before"}')
             assert b.stop() == 0, b.log_text()[-3000:]
 

@@ -10,20 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import (
-    ForwarderConfig,
-    create_topic,
-    free_port,
-    fully_committed,
-    probe,
-    produce,
-    running,
-    scrape,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import probe, scrape, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -68,29 +56,23 @@ def as_sent(ev: dict[str, Any]) -> dict[str, Any]:
 def test_every_event_arrives_exactly_as_sent_in_session_order(
     bootstrap: str, tmp_path: Path, transport: str
 ) -> None:
-    topic = create_topic(bootstrap, unique("e2e"), partitions=4)
-    dlq = create_topic(bootstrap, unique("e2e-dlq"))
-    events = make_events(3000, sessions=150)
-    produce(bootstrap, topic, [(ev["sessionId"].encode(), json.dumps(ev).encode()) for ev in events])
-
-    emulator = start_emulator(tmp_path, "--tracking-id", "tracking-test")
-    port = free_port()
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"observability": {"port": port}, "personalize": {"transport": transport}},
+        tmp_path,
+        "e2e",
+        partitions=4,
+        emulator_args=("--tracking-id", "tracking-test"),
+        metrics=True,
+        extra={"personalize": {"transport": transport}},
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator, port = p.emulator, p.port
+    assert port is not None
+    events = make_events(3000, sessions=150)
+    p.produce_events(events)
+
+    with p.run() as replica:
         wait_for(lambda: emulator.stats()["accepted_events"] >= len(events), 90, what="all events accepted")
-        wait_for(
-            lambda: fully_committed(bootstrap, cfg.group, topic),
-            30,
-            what="offsets committed to the end",
-        )
+        p.wait_committed(30)
         # The replica's own account matches what the service received.
         stats = emulator.stats()
         metrics = scrape(port)

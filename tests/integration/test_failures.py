@@ -10,24 +10,16 @@ from typing import Any
 
 import pytest
 
-from tests.support import (
+from tests.harness import (
     EmulatorProcess,
-    ForwarderConfig,
     committed,
     create_topic,
     delete_topic,
-    free_port,
-    fully_committed,
     headers_dict,
-    produce,
-    read_topic,
-    running,
     scrape,
-    start_emulator,
-    start_forwarder,
-    unique,
     wait_for,
 )
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +74,8 @@ POISON: list[tuple[str, bytes | None, str, str]] = [
 def test_bad_input_is_dead_lettered_with_its_stage_and_field_and_the_stream_goes_on(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("poison"), partitions=2)
-    dlq = create_topic(bootstrap, unique("poison-dlq"))
+    p = pipeline(bootstrap, tmp_path, "poison", partitions=2)
+    emulator = p.emulator
     records: list[tuple[bytes | None, bytes | None, int]] = []
     good = 0
     for round_ in range(2):
@@ -91,15 +83,12 @@ def test_bad_input_is_dead_lettered_with_its_stage_and_field_and_the_stream_goes
             records.append((name.encode(), value, round_))
             records.append((b"k", _encode(_event(good)), round_))
             good += 1
-    produce(bootstrap, topic, records, headers=[("origin", b"test\x00\xff")])
+    p.produce(records, headers=[("origin", b"test\x00\xff")])
 
-    emulator = start_emulator(tmp_path)
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=2 * len(POISON), timeout=60)
+    with p.run() as replica:
+        dead = p.dead_letters(expect=2 * len(POISON), timeout=60)
         wait_for(lambda: len(_accepted_ids(emulator)) >= good, 30, what="valid events")
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        p.wait_committed(30)
         assert replica.proc.poll() is None, "the daemon must keep running"
         assert replica.stop() == 0
 
@@ -112,7 +101,7 @@ def test_bad_input_is_dead_lettered_with_its_stage_and_field_and_the_stream_goes
         headers = headers_dict(message)
         assert headers["forwarder.error.stage"] == stage, (name, headers)
         assert field in headers["forwarder.error.message"], (name, headers)
-        assert headers["forwarder.original.topic"] == topic
+        assert headers["forwarder.original.topic"] == p.topic
         assert headers["origin"] == "test\x00\ufffd", "original headers are kept"
         assert int(headers["forwarder.original.offset"]) >= 0
         assert message.value() == value, f"{name}: original value must be kept"
@@ -121,17 +110,15 @@ def test_bad_input_is_dead_lettered_with_its_stage_and_field_and_the_stream_goes
 def test_a_batch_the_service_rejects_is_bisected_and_only_the_bad_event_is_dead_lettered(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("bisect"))
-    dlq = create_topic(bootstrap, unique("bisect-dlq"))
+    rejected = ("--reject-item-id", "item-13", "--reject-item-id", "item-27")
+    p = pipeline(bootstrap, tmp_path, "bisect", emulator_args=rejected)
+    emulator = p.emulator
     events = [_event(i, session="one-session", userId="one-user") for i in range(30)]
-    produce(bootstrap, topic, [(b"k", _encode(ev)) for ev in events])
+    p.produce_events(events, key=b"k")
 
-    emulator = start_emulator(tmp_path, "--reject-item-id", "item-13", "--reject-item-id", "item-27")
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=2, timeout=60)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+    with p.run() as replica:
+        dead = p.dead_letters(expect=2, timeout=60)
+        p.wait_committed(30)
         assert replica.stop() == 0
 
     assert sorted(json.loads(m.value())["itemId"] for m in dead) == ["item-13", "item-27"]
@@ -145,41 +132,45 @@ def test_a_batch_the_service_rejects_is_bisected_and_only_the_bad_event_is_dead_
 
 
 def test_throttling_and_5xx_on_half_the_calls_lose_nothing(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("flaky"), partitions=3)
-    dlq = create_topic(bootstrap, unique("flaky-dlq"))
-    events = [_event(i, session=f"s-{i % 40}") for i in range(2000)]
-    produce(bootstrap, topic, [(ev["sessionId"].encode(), _encode(ev)) for ev in events])
-
-    emulator = start_emulator(tmp_path, "--throttle-rate", "0.3", "--error-rate", "0.2", "--seed", "3")
-    cfg = ForwarderConfig(
-        bootstrap, [topic], unique("g"), dlq, emulator.url, extra={"retry": {"max_attempts": 30}}
+    faults = ("--throttle-rate", "0.3", "--error-rate", "0.2", "--seed", "3")
+    p = pipeline(
+        bootstrap,
+        tmp_path,
+        "flaky",
+        partitions=3,
+        emulator_args=faults,
+        extra={"retry": {"max_attempts": 30}},
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator = p.emulator
+    events = [_event(i, session=f"s-{i % 40}") for i in range(2000)]
+    p.produce_events(events)
+
+    with p.run() as replica:
         wait_for(lambda: len(set(_accepted_ids(emulator))) >= len(events), 120, what="every event")
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        p.wait_committed(30)
         assert replica.stop() == 0
         stats = emulator.stats()
     assert stats["throttled"] > 0
     assert stats["errors"] > 0
     assert sorted(set(_accepted_ids(emulator))) == sorted(ev["eventId"] for ev in events)
-    assert read_topic(bootstrap, dlq, timeout=3) == []
+    assert p.dead_letters(timeout=3) == []
 
 
 def test_exhausted_retries_go_to_the_dead_letter_topic(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("exhaust"))
-    dlq = create_topic(bootstrap, unique("exhaust-dlq"))
-    events = [_event(i) for i in range(12)]
-    produce(bootstrap, topic, [(b"k", _encode(ev)) for ev in events])
-
-    emulator = start_emulator(tmp_path, "--error-rate", "1.0")
-    cfg = ForwarderConfig(
-        bootstrap, [topic], unique("g"), dlq, emulator.url, extra={"retry": {"max_attempts": 3}}
+    p = pipeline(
+        bootstrap,
+        tmp_path,
+        "exhaust",
+        emulator_args=("--error-rate", "1.0"),
+        extra={"retry": {"max_attempts": 3}},
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=len(events), timeout=60)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+    emulator = p.emulator
+    events = [_event(i) for i in range(12)]
+    p.produce_events(events, key=b"k")
+
+    with p.run() as replica:
+        dead = p.dead_letters(expect=len(events), timeout=60)
+        p.wait_committed(30)
         assert replica.stop() == 0
     assert sorted(json.loads(m.value())["eventId"] for m in dead) == sorted(ev["eventId"] for ev in events)
     for message in dead:
@@ -190,34 +181,30 @@ def test_exhausted_retries_go_to_the_dead_letter_topic(bootstrap: str, tmp_path:
 
 
 def test_a_wrong_tracking_id_is_an_outage_not_bad_data(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("outage"))
-    dlq = create_topic(bootstrap, unique("outage-dlq"))
-    events = [_event(i) for i in range(50)]
-    produce(bootstrap, topic, [(b"k", _encode(ev)) for ev in events])
-
-    emulator = start_emulator(tmp_path, "--tracking-id", "the-right-one")
-    cfg = ForwarderConfig(
+    # The replica's tracking id is "tracking-test" (ForwarderConfig's); the service knows another one.
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        tracking_id="tracking-test",
+        tmp_path,
+        "outage",
+        emulator_args=("--tracking-id", "the-right-one"),
         extra={"retry": {"outage_retry_interval_s": 1}},
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator = p.emulator
+    events = [_event(i) for i in range(50)]
+    p.produce_events(events, key=b"k")
+
+    with p.run() as replica:
         wait_for(lambda: emulator.stats()["not_found"] >= 2, 30, what="the outage to be probed")
         time.sleep(1.0)
-        assert committed(bootstrap, cfg.group, topic)[0] <= 0, "nothing may be committed during the outage"
-        assert read_topic(bootstrap, dlq, timeout=2) == [], "an outage dead-letters nothing"
+        assert committed(bootstrap, p.group, p.topic)[0] <= 0, "nothing may be committed during the outage"
+        assert p.dead_letters(timeout=2) == [], "an outage dead-letters nothing"
         assert "refuses every call" in replica.log_text()
         calls_during_outage = emulator.stats()["not_found"]
         assert calls_during_outage < 20, "one slow probe, not a storm"
         # The operator fixes the tracking id on the service side: everything flows.
         emulator.set_faults(tracking_ids=["the-right-one", "tracking-test"])
         wait_for(lambda: len(_accepted_ids(emulator)) >= len(events), 60, what="recovery")
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        p.wait_committed(30)
         assert replica.stop() == 0
     assert sorted(_accepted_ids(emulator)) == sorted(ev["eventId"] for ev in events)
 
@@ -225,65 +212,54 @@ def test_a_wrong_tracking_id_is_an_outage_not_bad_data(bootstrap: str, tmp_path:
 def test_while_the_dead_letter_topic_is_unavailable_nothing_is_committed_past_its_message(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("dlq-down"))
     # The start-up checks insist that the dead-letter topic exists; it is deleted once the replica runs
     # (and the broker does not create topics on its own), then the messages are produced.
-    dlq = create_topic(bootstrap, unique("dlq-missing"))
+    p = pipeline(
+        bootstrap, tmp_path, "dlq-down", extra={"dead_letter": {"producer": {"message.timeout.ms": 2000}}}
+    )
+    emulator = p.emulator
     records = [(b"k", _encode(_event(i))) for i in range(10)]
     records.append((b"bad", b"not json"))
     records += [(b"k", _encode(_event(i))) for i in range(10, 20)]
 
-    emulator = start_emulator(tmp_path)
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"dead_letter": {"producer": {"message.timeout.ms": 2000}}},
-    )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    with p.run() as replica:
         wait_for(lambda: "starting:" in replica.log_text(), 60, what="the replica past its start-up checks")
-        delete_topic(bootstrap, dlq)
-        produce(bootstrap, topic, records)
+        delete_topic(bootstrap, p.dlq)
+        p.produce(records)
         wait_for(lambda: len(_accepted_ids(emulator)) >= 20, 60, what="the valid events")
         time.sleep(3)  # several commit intervals and dead-letter retries
-        assert committed(bootstrap, cfg.group, topic)[0] <= 10, "committed past the unacknowledged message"
+        assert committed(bootstrap, p.group, p.topic)[0] <= 10, "committed past the unacknowledged message"
         assert "writing to dead-letter topic" in replica.log_text()
-        create_topic(bootstrap, dlq)
-        dead = read_topic(bootstrap, dlq, expect=1, timeout=90)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        create_topic(bootstrap, p.dlq)
+        dead = p.dead_letters(expect=1, timeout=90)
+        p.wait_committed(30)
         assert replica.stop() == 0
     assert [m.value() for m in dead] == [b"not json"]
 
 
 def test_a_capped_replica_backs_off_under_the_services_quota(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("quota"), partitions=2)
-    dlq = create_topic(bootstrap, unique("quota-dlq"))
-    events = [_event(i, session=f"s-{i}") for i in range(600)]  # one event a session: one call each
-    produce(bootstrap, topic, [(ev["sessionId"].encode(), _encode(ev)) for ev in events])
-
     # The service allows 50 calls/s; the replica is capped at 200 and must settle lower when throttled.
-    emulator = start_emulator(tmp_path, "--quota-rps", "50")
-    port = free_port()
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
+        tmp_path,
+        "quota",
+        partitions=2,
+        emulator_args=("--quota-rps", "50"),
+        metrics=True,
         extra={
             "personalize": {"max_calls_per_second": 200, "max_in_flight": 32},
             "batching": {"linger_ms": 20},
             "retry": {"max_attempts": 50, "max_backoff_ms": 1000},
-            "observability": {"port": port},
         },
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator = p.emulator
+    events = [_event(i, session=f"s-{i}") for i in range(600)]  # one event a session: one call each
+    p.produce_events(events)
+
+    with p.run() as replica:
         wait_for(lambda: len(set(_accepted_ids(emulator))) >= len(events), 90, what="every event")
-        rate = scrape(port)["forwarder_rate_limit_calls_per_second"]
+        assert p.port is not None
+        rate = scrape(p.port)["forwarder_rate_limit_calls_per_second"]
         stats = emulator.stats()
         assert replica.stop() == 0
     assert stats["quota_throttled"] > 0, "the quota was reached"

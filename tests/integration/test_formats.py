@@ -114,6 +114,17 @@ def _as_json(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json_twin(message: Message, event: dict[str, Any]) -> Message:
+    """The message a JSON producer would have written for ``event``, at ``message``'s coordinates."""
+    return Message(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        value=orjson.dumps(_as_json(event)),
+        timestamp=message.timestamp(),
+    )
+
+
 def _comparable(event: Event) -> tuple[Any, dict[str, Any]]:
     wire = dict(event.wire)
     wire["properties"] = json.loads(wire["properties"])  # a Protobuf map keeps no key order
@@ -153,14 +164,7 @@ def test_records_decode_to_the_events_json_gives_across_a_schema_evolution(
     for message, event in zip(messages, events, strict=True):
         decoded = records.decode(Envelope(message))
         assert isinstance(decoded, Event), decoded
-        twin = Message(
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            value=orjson.dumps(_as_json(event)),
-            timestamp=message.timestamp(),
-        )
-        expected = plain_json.decode(Envelope(twin))
+        expected = plain_json.decode(Envelope(_json_twin(message, event)))
         assert isinstance(expected, Event), expected
         key, wire = _comparable(decoded)
         expected_key, expected_wire = _comparable(expected)

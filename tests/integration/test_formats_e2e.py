@@ -19,15 +19,12 @@ import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from confluent_kafka import Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -38,7 +35,8 @@ from forwarder.decode import Decoder, Event
 from forwarder.outcome import Envelope
 from forwarder.sample import sample_events
 from tests.conftest import SchemaRegistry
-from tests.integration.test_formats import _as_json, _record, _serializer
+from tests.harness.pipeline import run_local
+from tests.integration.test_formats import _json_twin, _record, _serializer
 from tests.support import (
     REPO,
     ForwarderConfig,
@@ -67,14 +65,7 @@ LONG_RID = "R" * 41  # recommendationId: at most 40 characters
 def _expected(message: Message, event: dict[str, Any]) -> dict[str, Any]:
     """What the JSON path delivers for this interaction at these coordinates (its event id derives from
     them): the event's wire form plus its call's session and user."""
-    twin = Message(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        value=orjson.dumps(_as_json(event)),
-        timestamp=message.timestamp(),
-    )
-    decoded = Decoder(MappingConfig(), TRACKER).decode(Envelope(twin))
+    decoded = Decoder(MappingConfig(), TRACKER).decode(Envelope(_json_twin(message, event)))
     assert isinstance(decoded, Event), decoded
     return {**decoded.wire, "_sessionId": decoded.key.session_id, "_userId": decoded.key.user_id}
 
@@ -244,26 +235,13 @@ def test_a_registry_stopped_mid_stream_pauses_the_replica_and_nothing_is_lost(
 
 def _run_local(bootstrap: str, registry: str, fmt: str, tmp_path: Path) -> list[dict[str, Any]]:
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SCHEMA_REGISTRY_URL": registry,
         "FORMAT": fmt,
         "TOPIC": unique(f"run-local-{fmt}"),
         "GROUP": unique("run-local"),
-        "EMULATOR_PORT": str(free_port()),
-        "METRICS_PORT": str(free_port()),
-        "PYTHON_VENV": sys.prefix,
     }
-    result = subprocess.run(
-        [str(REPO / "scripts" / "run-local"), "--once", "--events", "200", "--sessions", "20"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    result = run_local(env, "--once", "--events", "200", "--sessions", "20")
     assert "Summary: 200 events in" in result.stdout
     record = REPO / ".local" / "run" / "emulator-record.jsonl"
     kept = tmp_path / f"record-{fmt}.jsonl"

@@ -18,13 +18,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from tests.support import (
+from tests.harness import (
     ForwarderConfig,
     committed,
     create_topic,
     delete_topic,
     free_port,
-    fully_committed,
     headers_dict,
     produce,
     read_topic,
@@ -35,6 +34,7 @@ from tests.support import (
     unique,
     wait_for,
 )
+from tests.harness.pipeline import create_topics, pipeline, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -64,23 +64,19 @@ def _readyz(port: int) -> tuple[int, str]:
 def test_a_signature_error_quoting_the_session_token_is_redacted_from_logs_and_readyz(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("redact"))
-    dlq = create_topic(bootstrap, unique("redact-dlq"))
-    produce(bootstrap, topic, [(b"k", json.dumps(_event(i)).encode()) for i in range(5)])
-    emulator = start_emulator(tmp_path)
-    emulator.set_faults(signature_mismatch=True)
-    port = free_port()
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"observability": {"port": port, "host": "127.0.0.1"}, "retry": {"outage_retry_interval_s": 1}},
+        tmp_path,
+        "redact",
+        metrics=True,
+        extra={"observability": {"host": "127.0.0.1"}, "retry": {"outage_retry_interval_s": 1}},
     )
+    emulator, port = p.emulator, p.port
+    assert port is not None
+    p.produce_events((_event(i) for i in range(5)), key=b"k")
+    emulator.set_faults(signature_mismatch=True)
     env = {"AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    replica = start_forwarder(tmp_path, cfg, env=env)
-    with running([replica, emulator]):
+    with p.run(env=env) as replica:
         wait_for(lambda: "refuses every call" in replica.log_text(), 60, what="the outage line")
         wait_for(lambda: _readyz(port)[0] == 503, 30, what="readyz to fail")
         _status, body = _readyz(port)
@@ -101,22 +97,13 @@ def test_a_signature_error_quoting_the_session_token_is_redacted_from_logs_and_r
 def test_a_metrics_port_in_use_is_one_line_naming_the_port_and_the_key_and_exit_2(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("port"))
-    dlq = create_topic(bootstrap, unique("port-dlq"))
+    topic, dlq = create_topics(bootstrap, "port")
     emulator = start_emulator(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        cfg = ForwarderConfig(
-            bootstrap,
-            [topic],
-            unique("g"),
-            dlq,
-            emulator.url,
-            extra={"observability": {"port": port, "host": "127.0.0.1"}},
-        )
-        replica = start_forwarder(tmp_path, cfg)
+        replica = start_forwarder(tmp_path, _observed(bootstrap, topic, dlq, emulator.url, port))
         with running([replica, emulator]):
             code = replica.proc.wait(60)
     text = replica.log_text()
@@ -126,6 +113,12 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_port_and_the_key_and_exit_
     assert len(lines) == 1, text
     assert "observability.port" in lines[0]
     assert "FORWARDER__OBSERVABILITY__PORT" in lines[0]
+
+
+def _observed(bootstrap: str, topic: str, dlq: str, endpoint: str, port: int) -> ForwarderConfig:
+    """A configuration whose metrics and probes listen on ``port`` of the loopback interface."""
+    observability = {"observability": {"port": port, "host": "127.0.0.1"}}
+    return ForwarderConfig(bootstrap, [topic], unique("g"), dlq, endpoint, extra=observability)
 
 
 def _metric(port: int, name: str) -> float | None:
@@ -172,7 +165,7 @@ def test_a_dead_letter_too_large_without_its_value_is_written_without_its_key_to
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
         dead = read_topic(bootstrap, dlq, expect=1, timeout=60)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
+        wait_committed(bootstrap, cfg.group, topic)
         assert len(read_topic(bootstrap, dlq, timeout=3)) == 1, "one dead letter, written once"
         assert replica.stop() == 0
     assert len(dead) == 1
@@ -205,14 +198,7 @@ def test_a_dead_letter_too_large_even_shrunk_is_held_with_an_error_and_a_metric(
     )
     emulator = start_emulator(tmp_path)
     port = free_port()
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"observability": {"port": port, "host": "127.0.0.1"}},
-    )
+    cfg = _observed(bootstrap, topic, dlq, emulator.url, port)
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
         wait_for(lambda: _metric(port, "forwarder_dead_letters_held") == 1, 60, what="the held metric")
@@ -235,7 +221,7 @@ def test_a_dead_letter_too_large_even_shrunk_is_held_with_an_error_and_a_metric(
         for future in admin.incremental_alter_configs([resource]).values():
             future.result(30)
         dead = read_topic(bootstrap, dlq, expect=1, timeout=90)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        wait_committed(bootstrap, cfg.group, topic, 30)
         assert scrape(port)["forwarder_dead_letters_held"] == 0
         assert replica.stop() == 0
     assert len(dead) == 1
@@ -257,7 +243,7 @@ def test_a_regex_subscription_never_consumes_the_dead_letter_topic(bootstrap: st
     )
     replica = start_forwarder(tmp_path, cfg)
     with running([replica, emulator]):
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
+        wait_committed(bootstrap, cfg.group, topic)
         wait_for(lambda: len(emulator.events()) == 6, 30, what="the valid events")
         time.sleep(3)  # ample time for a loop to show: it made hundreds of records in seconds
         dead = read_topic(bootstrap, dlq, timeout=3)
@@ -283,8 +269,7 @@ def _ids_delivered(bootstrap: str, tmp_path: Path, topic: str, dlq: str, count: 
 def test_derived_event_ids_stay_for_redelivery_and_change_when_the_topic_is_created_again(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("incarnation"))
-    dlq = create_topic(bootstrap, unique("incarnation-dlq"))
+    topic, dlq = create_topics(bootstrap, "incarnation")
 
     def fill(tag: str) -> None:
         # No eventId: the forwarder derives one. properties tell the events apart in the emulator's record.

@@ -10,20 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    ForwarderConfig,
-    committed,
-    create_topic,
-    free_port,
-    fully_committed,
-    produce,
-    running,
-    scrape,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import committed, scrape, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -42,31 +30,26 @@ def _events(n: int, sessions: int = 500) -> list[tuple[bytes, bytes]]:
 
 
 def test_a_slow_service_pauses_consumption_instead_of_growing_memory(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("slow"), partitions=2)
-    dlq = create_topic(bootstrap, unique("slow-dlq"))
-    total = 4000
-    produce(bootstrap, topic, _events(total))
-
-    limit, poll = 300, 100
-    emulator = start_emulator(tmp_path, "--latency-ms", "100")
-    port = free_port()
-    cfg = ForwarderConfig(
+    total, limit, poll = 4000, 300, 100
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
+        tmp_path,
+        "slow",
+        partitions=2,
+        emulator_args=("--latency-ms", "100"),
+        metrics=True,
         extra={
             "kafka": {"poll_batch_size": poll},
             "backpressure": {"max_buffered_events": limit},
             "personalize": {"max_in_flight": 8},
-            "observability": {"port": port},
         },
     )
-    replica = start_forwarder(tmp_path, cfg)
+    emulator, port = p.emulator, p.port
+    assert port is not None
+    p.produce(_events(total))
     peak = 0.0
     paused_seen = False
-    with running([replica, emulator]):
+    with p.run() as replica:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and emulator.stats()["accepted_events"] < total:
             try:
@@ -79,11 +62,7 @@ def test_a_slow_service_pauses_consumption_instead_of_growing_memory(bootstrap: 
             paused_seen |= metrics.get("forwarder_paused_partitions", 0) > 0
             time.sleep(0.05)
         wait_for(lambda: emulator.stats()["accepted_events"] >= total, 30, what="every event")
-        wait_for(
-            lambda: fully_committed(bootstrap, cfg.group, topic),
-            30,
-            what="commits",
-        )
+        p.wait_committed(30)
         assert replica.stop() == 0
     assert paused_seen, "consumption was never paused"
     assert peak <= limit + poll, f"held {peak} events with a limit of {limit}"
@@ -93,14 +72,10 @@ def test_a_slow_service_pauses_consumption_instead_of_growing_memory(bootstrap: 
 
 
 def test_first_signal_drains_and_commits_a_second_exits_at_once(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("signals"))
-    dlq = create_topic(bootstrap, unique("signals-dlq"))
-    produce(bootstrap, topic, _events(200))
     # Every call takes 3 s: the drain after the first signal takes a while.
-    emulator = start_emulator(tmp_path, "--latency-ms", "3000")
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    p = pipeline(bootstrap, tmp_path, "signals", emulator_args=("--latency-ms", "3000"))
+    p.produce(_events(200))
+    with p.run() as replica:
         wait_for(lambda: "assigned" in replica.log_text(), 30, what="assignment")
         time.sleep(1.5)  # calls are in flight now
         replica.proc.send_signal(signal.SIGTERM)
@@ -115,23 +90,19 @@ def test_first_signal_drains_and_commits_a_second_exits_at_once(bootstrap: str, 
 
 
 def test_sigterm_commits_what_was_delivered(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("drain"))
-    dlq = create_topic(bootstrap, unique("drain-dlq"))
-    produce(bootstrap, topic, _events(300, sessions=20))  # 15 a session: one full batch, 5 left over
-    emulator = start_emulator(tmp_path, "--latency-ms", "200")
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
+        tmp_path,
+        "drain",
+        emulator_args=("--latency-ms", "200"),
         extra={"batching": {"linger_ms": 60_000}},  # only a drain sends the partial batches
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator = p.emulator
+    p.produce(_events(300, sessions=20))  # 15 a session: one full batch, 5 left over
+    with p.run() as replica:
         wait_for(lambda: emulator.stats()["accepted_events"] >= 200, 30, what="the full batches")
         time.sleep(0.5)
         assert emulator.stats()["accepted_events"] == 200, "partial batches wait for their linger"
         assert replica.stop() == 0
         assert emulator.stats()["accepted_events"] == 300, "the drain sends every buffered event"
-    assert committed(bootstrap, cfg.group, topic) == {0: 300}
+    assert committed(bootstrap, p.group, p.topic) == {0: 300}

@@ -10,28 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.corpus import load_corpus
-from tests.support import (
-    ForwarderConfig,
-    Record,
-    create_topic,
-    fully_committed,
-    headers_dict,
-    produce,
-    read_topic,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import Record, headers_dict
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
 
 def test_poison_corpus_interleaved_with_valid_events(bootstrap: str, tmp_path: Path) -> None:
     cases = load_corpus()
-    topic = create_topic(bootstrap, unique("corpus"), partitions=3)
-    dlq = create_topic(bootstrap, unique("corpus-dlq"))
+    p = pipeline(bootstrap, tmp_path, "corpus", partitions=3)
     producer_records: list[Record] = []
     valid_ids = []
     for i, case in enumerate(cases):
@@ -44,16 +31,13 @@ def test_poison_corpus_interleaved_with_valid_events(bootstrap: str, tmp_path: P
         }
         producer_records.append((b"valid", json.dumps(ev).encode(), i % 3, []))
         valid_ids.append(ev["eventId"])
-    produce(bootstrap, topic, producer_records)
+    p.produce(producer_records)
 
-    emulator = start_emulator(tmp_path)
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
-    replica = start_forwarder(tmp_path, cfg)
     bad = [c for c in cases if c.bad]
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=len(bad), timeout=90)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
-        accepted = emulator.events()
+    with p.run() as replica:
+        dead = p.dead_letters(expect=len(bad), timeout=90)
+        p.wait_committed()
+        accepted = p.emulator.events()
         assert replica.proc.poll() is None, "the daemon must keep running"
         assert replica.log_text().count("starting:") == 1
         assert replica.stop() == 0

@@ -5,44 +5,21 @@ the start with one line naming the topic and its key; `dead_letter.create_topic`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.support import (
-    AWS_TEST_ENV,
-    REPO,
-    ForwarderConfig,
-    create_topic,
-    fully_committed,
-    headers_dict,
-    produce,
-    read_topic,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import ForwarderConfig, create_topic, headers_dict, read_topic, unique, wait_for
+from tests.harness.pipeline import create_topics, forwarder_command, pipeline
 
 pytestmark = pytest.mark.integration
 
 
 def _command(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "forwarder", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, **AWS_TEST_ENV},
-        check=False,
-    )
+    return forwarder_command(*args, "--config", str(config))
 
 
 def _problem_lines(text: str, topic: str) -> list[str]:
@@ -81,8 +58,7 @@ def test_a_missing_topic_stops_the_start_with_one_line_naming_it_and_its_key(
 
 
 def test_check_config_connect_passes_when_the_topics_exist(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("pre-ok"))
-    dlq = create_topic(bootstrap, unique("pre-ok-dlq"))
+    topic, dlq = create_topics(bootstrap, "pre-ok")
     config = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, "http://127.0.0.1:9").write(
         tmp_path / "c.yaml"
     )
@@ -93,24 +69,19 @@ def test_check_config_connect_passes_when_the_topics_exist(bootstrap: str, tmp_p
 
 
 def test_create_topic_creates_the_dead_letter_topic_at_start(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("pre-create"))
-    dlq = unique("pre-create-dlq")
-    produce(
+    p = pipeline(
         bootstrap,
-        topic,
+        tmp_path,
+        "pre-create",
+        dead_letter=False,
+        extra={"dead_letter": {"create_topic": True, "partitions": 2, "replication_factor": 1}},
+    )
+    dlq, cfg = p.dlq, p.cfg
+    p.produce(
         [
             (b"bad", b"not json"),
             (b"ok", json.dumps({"eventId": "e", "sessionId": "s", "eventType": "v"}).encode()),
-        ],
-    )
-    emulator = start_emulator(tmp_path)
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"dead_letter": {"create_topic": True, "partitions": 2, "replication_factor": 1}},
+        ]
     )
     # check-config --connect says it would be created, and creates nothing.
     check = _command(cfg.write(tmp_path / "check.yaml"), "check-config", "--connect")
@@ -119,10 +90,9 @@ def test_create_topic_creates_the_dead_letter_topic_at_start(bootstrap: str, tmp
     admin = AdminClient({"bootstrap.servers": bootstrap})
     assert dlq not in admin.list_topics(timeout=10).topics
 
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    with p.run() as replica:
         dead = read_topic_when_present(bootstrap, dlq)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 60, what="commit to the end")
+        p.wait_committed()
         assert replica.stop() == 0
     assert [m.value() for m in dead] == [b"not json"]
     assert headers_dict(dead[0])["forwarder.error.stage"] == "decode"

@@ -4,47 +4,20 @@ keeping their original ids, and a second replay repeats nothing."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    AWS_TEST_ENV,
-    REPO,
-    ForwarderConfig,
-    create_topic,
-    fully_committed,
-    produce,
-    read_topic,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def _replay(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "forwarder", "replay", "--config", str(config), "--from-dead-letter", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, **AWS_TEST_ENV},
-        check=False,
-    )
-
-
 def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("replay"), partitions=2)
-    dlq = create_topic(bootstrap, unique("replay-dlq"))
+    # item-3 is rejected by the service (say, not in the items dataset yet): 5 events go to the DLQ.
+    p = pipeline(bootstrap, tmp_path, "replay", partitions=2, emulator_args=("--reject-item-id", "item-3"))
+    topic, emulator = p.topic, p.emulator
     records = []
     for i in range(40):
         # No eventId: the forwarder derives topic@topic_id:partition:offset, which a replay must reproduce.
@@ -56,15 +29,11 @@ def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tm
         }
         records.append((str(ev["sessionId"]).encode(), json.dumps(ev).encode()))
     records.append((b"broken", b'{"sessionId": "s-x"}'))  # no eventType: stage validate, not replayed below
-    produce(bootstrap, topic, records)
+    p.produce(records)
 
-    # item-3 is rejected by the service (say, not in the items dataset yet): 5 events go to the DLQ.
-    emulator = start_emulator(tmp_path, "--reject-item-id", "item-3")
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=6, timeout=60)
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit")
+    with p.run() as replica:
+        dead = p.dead_letters(expect=6, timeout=60)
+        p.wait_committed(30)
         assert replica.stop() == 0
         first_ids = {ev["eventId"] for ev in emulator.events()}
         assert len(first_ids) == 35
@@ -81,12 +50,12 @@ def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tm
 
         # The fix: the items exist now. A dry run first, then the replay of the api stage only.
         emulator.set_faults(reject_item_ids=[])
-        dry = _replay(cfg.config_path(tmp_path), "--stage", "api", "--dry-run")
+        dry = p.replay("--stage", "api", "--dry-run", timeout=120)
         assert dry.returncode == 0, dry.stderr
         assert re.search(r"\b5\s+would be sent", dry.stdout), dry.stdout
         assert len(emulator.events()) == 35, "a dry run sends nothing"
 
-        done = _replay(cfg.config_path(tmp_path), "--stage", "api")
+        done = p.replay("--stage", "api", timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "5 accepted by PutEvents" in done.stdout, done.stdout
         assert "1 other stage" in done.stdout
@@ -94,7 +63,7 @@ def test_replay_redrives_dead_letters_with_their_original_ids(bootstrap: str, tm
         assert {ev["eventId"] for ev in replayed} == expected_ids, "replayed events keep their original ids"
         assert {ev["itemId"] for ev in replayed} == {"item-3"}
 
-        again = _replay(cfg.config_path(tmp_path), "--stage", "api")
+        again = p.replay("--stage", "api", timeout=120)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "0 accepted by PutEvents" in again.stdout, again.stdout
         assert len(emulator.events()) == 40, "a second replay repeats nothing"

@@ -3,24 +3,14 @@ without losing (or repeating) an event. Both group protocols: classic (cooperati
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    ForwarderConfig,
-    create_topic,
-    fully_committed,
-    produce,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import running, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +19,16 @@ pytestmark = pytest.mark.integration
 def test_sigterm_hands_partitions_over_with_nothing_lost(
     bootstrap: str, tmp_path: Path, protocol: str
 ) -> None:
-    topic = create_topic(bootstrap, unique("replicas"), partitions=4)
-    dlq = create_topic(bootstrap, unique("replicas-dlq"))
+    # Latency slows delivery down so that the stop lands in the middle of the stream.
+    p = pipeline(
+        bootstrap,
+        tmp_path,
+        "replicas",
+        partitions=4,
+        emulator_args=("--latency-ms", "40"),
+        extra={"kafka": {"group_protocol": protocol}, "personalize": {"max_in_flight": 4}},
+    )
+    emulator, cfg = p.emulator, p.cfg
     total = 12_000
     events = [
         {
@@ -44,20 +42,10 @@ def test_sigterm_hands_partitions_over_with_nothing_lost(
         for i in range(total)
     ]
 
-    # Latency slows delivery down so that the stop lands in the middle of the stream.
-    emulator = start_emulator(tmp_path, "--latency-ms", "40")
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"kafka": {"group_protocol": protocol}, "personalize": {"max_in_flight": 4}},
-    )
     if protocol == "consumer":
         cfg.client = {}  # session and heartbeat timeouts are the broker's under KIP-848
-    a = start_forwarder(tmp_path, cfg, name="a")
-    b = start_forwarder(tmp_path, cfg, name="b")
+    a = p.start("a")
+    b = p.start("b")
     with running([a, b, emulator]):
         owns = re.compile(r"assigned \S+\[\d+\]")
         wait_for(
@@ -65,16 +53,12 @@ def test_sigterm_hands_partitions_over_with_nothing_lost(
             60,
             what="both replicas assigned",
         )
-        produce(bootstrap, topic, [(str(ev["sessionId"]).encode(), json.dumps(ev).encode()) for ev in events])
+        p.produce_events(events)
         wait_for(lambda: emulator.stats()["accepted_events"] >= total // 5, 90, what="delivery under way")
         assert emulator.stats()["accepted_events"] < total, "the stop must land mid-stream; slow the emulator"
         assert a.stop() == 0, a.log_text()[-3000:]
         wait_for(lambda: emulator.stats()["accepted_events"] >= total, 120, what="every event")
-        wait_for(
-            lambda: fully_committed(bootstrap, cfg.group, topic),
-            30,
-            what="commit to the end",
-        )
+        p.wait_committed(30)
         assert b.stop() == 0, b.log_text()[-3000:]
 
     ids = Counter(ev["eventId"] for ev in emulator.events())

@@ -13,23 +13,19 @@ import pytest
 from forwarder.config import parse_config, redact
 from forwarder.consume import consumer_config
 from tests.conftest import Broker
-from tests.support import (
-    ForwarderConfig,
-    create_topic,
-    fully_committed,
-    produce,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import start_emulator, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
 AWS_SECRET = "aws-secret-KNOWN-4f1d2c9e"
 SASL_PASSWORD = "forwarder-secret"  # the script's listener accepts this one (KAFKA_SASL_PASSWORD)
 WRONG_PASSWORD = "wrong-password-KNOWN-77aa"
+SASL_CLIENT = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanisms": "PLAIN",
+    "sasl.username": "forwarder",
+}
 
 
 def _sasl_bootstrap(broker: Broker) -> str:
@@ -52,31 +48,21 @@ def _events(n: int) -> list[tuple[bytes | None, bytes | None]]:
 
 def test_sasl_plain_passes_through_and_no_secret_is_logged(broker: Broker, tmp_path: Path) -> None:
     sasl = _sasl_bootstrap(broker)
-    topic = create_topic(broker.bootstrap, unique("sasl"))
-    dlq = create_topic(broker.bootstrap, unique("sasl-dlq"))
-    produce(broker.bootstrap, topic, [*_events(30), (b"bad", b"not json")])
-
     # The emulator throttles and fails some calls so that error paths log too; an unknown tracking id
     # would also log, so the allow-list includes ours.
-    emulator = start_emulator(tmp_path, "--throttle-rate", "0.3", "--error-rate", "0.2", "--seed", "5")
-    cfg = ForwarderConfig(
-        sasl,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        client={
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": "PLAIN",
-            "sasl.username": "forwarder",
-        },
+    p = pipeline(
+        broker.bootstrap,
+        tmp_path,
+        "sasl",
+        emulator_args=("--throttle-rate", "0.3", "--error-rate", "0.2", "--seed", "5"),
         extra={"logging": {"level": "DEBUG"}, "retry": {"max_attempts": 30}},
     )
+    p.cfg.bootstrap, p.cfg.client = sasl, SASL_CLIENT  # the replica over SASL; the test's side plain
+    p.produce([*_events(30), (b"bad", b"not json")])
     env = {"FORWARDER__KAFKA__CLIENT__SASL_PASSWORD": SASL_PASSWORD, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
-    replica = start_forwarder(tmp_path, cfg, env=env)
-    with running([replica, emulator]):
-        wait_for(lambda: len(emulator.events()) >= 30, 60, what="events over SASL")
-        wait_for(lambda: fully_committed(broker.bootstrap, cfg.group, topic), 30, what="commit over SASL")
+    with p.run(env=env) as replica:
+        wait_for(lambda: len(p.emulator.events()) >= 30, 60, what="events over SASL")
+        p.wait_committed(30)
         assert replica.stop() == 0
     log = replica.log_text()
     assert "dead-lettering" in log, "the error paths ran"
@@ -86,23 +72,11 @@ def test_sasl_plain_passes_through_and_no_secret_is_logged(broker: Broker, tmp_p
 
 def test_a_wrong_sasl_password_is_reported_without_the_password(broker: Broker, tmp_path: Path) -> None:
     sasl = _sasl_bootstrap(broker)
-    topic = create_topic(broker.bootstrap, unique("sasl-wrong"))
-    emulator = start_emulator(tmp_path)
-    cfg = ForwarderConfig(
-        sasl,
-        [topic],
-        unique("g"),
-        unique("dlq"),
-        emulator.url,
-        client={
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": "PLAIN",
-            "sasl.username": "forwarder",
-        },
-        extra={"logging": {"level": "DEBUG"}},
+    p = pipeline(
+        broker.bootstrap, tmp_path, "sasl-wrong", dead_letter=False, extra={"logging": {"level": "DEBUG"}}
     )
-    replica = start_forwarder(tmp_path, cfg, env={"FORWARDER__KAFKA__CLIENT__SASL_PASSWORD": WRONG_PASSWORD})
-    with running([replica, emulator]):
+    p.cfg.bootstrap, p.cfg.client = sasl, SASL_CLIENT
+    with p.run(env={"FORWARDER__KAFKA__CLIENT__SASL_PASSWORD": WRONG_PASSWORD}) as replica:
         wait_for(
             lambda: re.search("authenticat", replica.log_text(), re.I) is not None, 30, what="auth error"
         )

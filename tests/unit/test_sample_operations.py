@@ -4,6 +4,7 @@ limit), keyed as a route needs them, with repeated ids for per-id ordering, and 
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from forwarder.records.items import ItemDecoder
 from forwarder.records.users import UserDecoder
 from forwarder.sample import OPERATIONS, sample_records
 
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
 DECODERS: dict[str, Any] = {
     "items": ItemDecoder(),
     "users": UserDecoder(),
@@ -25,8 +28,15 @@ DECODERS: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("operation", ["items", "users", "actions"])
-def test_catalog_samples_decode_keyed_by_their_id_with_updates(operation: str) -> None:
-    records = list(sample_records(operation, 500, 50, seed=7))
+def test_catalog_samples_decode_keyed_by_their_id_with_updates(
+    operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clock ticks a second at every reading, the worst case: the records must not depend on it.
+    ticks = iter(range(1_800_000_000, 1_800_001_000))
+    monkeypatch.setattr("forwarder.sample.time", SimpleNamespace(time=lambda: float(next(ticks))))
+    # A fixed start: with the default (now) the two calls below differ when the clock ticks a second
+    # between them (timestamps are whole seconds), which made this test flaky.
+    records = list(sample_records(operation, 500, 50, seed=7, start=START))
     assert len(records) == 500
     ids: Counter[str] = Counter()
     for key, value in records:
@@ -36,7 +46,7 @@ def test_catalog_samples_decode_keyed_by_their_id_with_updates(operation: str) -
         assert "properties" in decoded.wire
         ids[key] += 1
     assert max(ids.values()) > 1, "some ids are updated again: per-id order matters"
-    assert records == list(sample_records(operation, 500, 50, seed=7))
+    assert records == list(sample_records(operation, 500, 50, seed=7, start=START))
 
 
 def test_action_interaction_samples_decode_keyed_by_session() -> None:
