@@ -350,6 +350,11 @@ DESIGN_MEASUREMENTS: Final = (
     "and subject lookups, then fastavro) decoded 50,400 records per CPU-second through the Decoder; "
     "fastavro's schemaless_reader on the cached writer schema, 72,800 (JSON through the same Decoder: "
     "187,000). The catch-up row went from 0.45× to 0.75× the JSON row's events per CPU-second.",
+    "Finished set for the commit metadata (forwarder/offsets.py, finished_above): built at every commit "
+    "(5 a second) for every partition; walking the pending offsets was 2.1 % of the catch-up profile's "
+    "samples. Sorting the finished set instead: 2,500 pending, 60 % finished, 149 → 88 µs a partition; "
+    "20,000 pending, 1,148 → 694 µs. A bitset laid out by C-level iteration instead of ranges was not "
+    "faster (146 against 154 µs), so the codec keeps its ranges.",
 )
 
 

@@ -241,3 +241,30 @@ def test_commit_plan_carries_the_finished_set_and_the_crash_estimate_counts_what
     assert tracker.commit_plan()[("t", 0)].position == 10, "a metadata-only change is planned"
     assert tracker.finished_uncommitted() == 1
     assert tracker.commit_plan(budget=4)[("t", 0)].metadata is None, "too large for the budget"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=400),
+    st.lists(st.integers(min_value=0, max_value=399), max_size=400),
+)
+def test_the_finished_set_above_the_position_is_exactly_what_finished_behind_it(
+    steps: list[int], finish_idx: list[int]
+) -> None:
+    # The commit path sorts the finished set instead of walking the pending offsets: same answer after
+    # every finish, with gaps in the offsets (compaction) and finishes in any order.
+    offsets = list(itertools.accumulate(steps, initial=5_000))[1:]
+    part = PartitionOffsets(("t", 0))
+    for o in offsets:
+        part.track(o)
+    done: set[int] = set()
+    for i in finish_idx:
+        o = offsets[i % len(offsets)]
+        if o in done:
+            continue
+        part.finish(o)
+        done.add(o)
+        pos = part.position
+        assert pos is not None
+        assert part.finished_above() == FinishedOffsets.of(x for x in done if x > pos)
+        assert pos == min((x for x in offsets if x not in done), default=offsets[-1] + 1)
