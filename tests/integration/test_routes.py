@@ -6,31 +6,20 @@ is dead-lettered with its field and its operation; and a throttled items route d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.pipeline import Pipeline, pipeline, wait_committed
 from tests.support import (
-    AWS_TEST_ENV,
-    REPO,
-    ForwarderConfig,
     create_topic,
-    free_port,
     fully_committed,
     headers_dict,
     produce,
-    read_topic,
-    running,
     scrape,
-    start_emulator,
-    start_forwarder,
     unique,
     wait_for,
 )
@@ -179,6 +168,33 @@ def _emulator_args(*more: str) -> list[str]:
     return [*args, *more]
 
 
+def _pipeline(
+    bootstrap: str,
+    tmp_path: Path,
+    route_topics: dict[str, str],
+    emulator_args: tuple[str, ...],
+    *,
+    retry: dict[str, Any] | None = None,
+    events_partitions: int = 2,
+    metrics: bool = True,
+) -> Pipeline:
+    """The events topic (``events_partitions``), its dead-letter topic, an emulator knowing every route's
+    target (and ``emulator_args``), and a configuration routing ``route_topics`` with ``retry`` (and a
+    metrics port unless ``metrics`` is false)."""
+    extra: dict[str, Any] = {"routes": _routes(route_topics)}
+    if retry is not None:
+        extra["retry"] = retry
+    return pipeline(
+        bootstrap,
+        tmp_path,
+        "routes-events",
+        partitions=events_partitions,
+        emulator_args=tuple(_emulator_args(*emulator_args)),
+        metrics=metrics,
+        extra=extra,
+    )
+
+
 def _versions(calls: list[dict[str, Any]], operation: str) -> dict[str, list[int]]:
     """Each id's versions in the order the service accepted them."""
     seen: dict[str, list[int]] = defaultdict(list)
@@ -193,31 +209,25 @@ def test_every_operation_delivered_in_batches_in_id_order_and_bad_records_dead_l
     bootstrap: str, tmp_path: Path
 ) -> None:
     topics = {op: create_topic(bootstrap, unique(f"routes-{op}"), partitions=3) for op in API}
-    events_topic = create_topic(bootstrap, unique("routes-events"), partitions=2)
-    dlq = create_topic(bootstrap, unique("routes-dlq"))
+    # Throttling and 5xx on a third of the calls: per-id order must hold through the retries.
+    p = _pipeline(
+        bootstrap,
+        tmp_path,
+        topics,
+        ("--throttle-rate", "0.2", "--error-rate", "0.1", "--seed", "5"),
+        retry={"max_attempts": 30},
+    )
+    emulator, events_topic, port = p.emulator, p.topic, p.port
+    assert port is not None
     good = {op: _catalog(op, 300, 23) for op in ("items", "users", "actions")}
     good["action_interactions"] = _interactions(300, 19)
     for op, records in good.items():
         produce(bootstrap, topics[op], [*records, *((k, v) for k, v, _, _ in BAD[op])])
     events = _events(200, 9)
-    produce(bootstrap, events_topic, events)
+    p.produce(events)
 
-    # Throttling and 5xx on a third of the calls: per-id order must hold through the retries.
-    emulator = start_emulator(
-        tmp_path, *_emulator_args("--throttle-rate", "0.2", "--error-rate", "0.1", "--seed", "5")
-    )
-    port = free_port()
-    cfg = ForwarderConfig(
-        bootstrap,
-        [events_topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"observability": {"port": port}, "routes": _routes(topics), "retry": {"max_attempts": 30}},
-    )
-    replica = start_forwarder(tmp_path, cfg)
     bad_total = sum(len(v) for v in BAD.values())
-    with running([replica, emulator]):
+    with p.run() as replica:
 
         def delivered() -> bool:
             ops = emulator.stats()["operations"]
@@ -227,7 +237,7 @@ def test_every_operation_delivered_in_batches_in_id_order_and_bad_records_dead_l
 
         wait_for(delivered, 120, what="every record of every route accepted")
         for topic in [events_topic, *topics.values()]:
-            wait_for(partial(fully_committed, bootstrap, cfg.group, topic), 30, what=f"{topic} committed")
+            wait_committed(bootstrap, p.group, topic, 30)
         metrics = scrape(port)
         ops = emulator.stats()["operations"]
         for op in API:
@@ -251,7 +261,7 @@ def test_every_operation_delivered_in_batches_in_id_order_and_bad_records_dead_l
     items = emulator.calls("PutItems")[0]["items"][0]
     assert json.loads(items["properties"])["genreName"] == "a|b", "camelCase keys, lists joined"
 
-    dead = read_topic(bootstrap, dlq, expect=bad_total)
+    dead = p.dead_letters(expect=bad_total)
     assert len(dead) == bad_total
     got = sorted(
         (h["forwarder.operation"], h["forwarder.error.stage"], h["forwarder.error.message"].split(":")[0])
@@ -263,34 +273,26 @@ def test_every_operation_delivered_in_batches_in_id_order_and_bad_records_dead_l
 
 def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: Path) -> None:
     items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
-    events_topic = create_topic(bootstrap, unique("routes-events"), partitions=2)
-    dlq = create_topic(bootstrap, unique("routes-dlq"))
+    # The service lets PutItems through at 2 calls/s; the route's limiter starts from its documented 10.
+    p = _pipeline(
+        bootstrap,
+        tmp_path,
+        {"items": items_topic},
+        ("--operation-quota-rps", "PutItems=2"),
+        retry={"on_exhausted": "block"},
+    )
+    emulator, port = p.emulator, p.port
+    assert port is not None
     produce(bootstrap, items_topic, _catalog("items", 300, 300))  # 30 full calls
     events = _events(3000, 50)
-    # The service lets PutItems through at 2 calls/s; the route's limiter starts from its documented 10.
-    emulator = start_emulator(tmp_path, *_emulator_args("--operation-quota-rps", "PutItems=2"))
-    port = free_port()
-    cfg = ForwarderConfig(
-        bootstrap,
-        [events_topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={
-            "observability": {"port": port},
-            "routes": _routes({"items": items_topic}),
-            "retry": {"on_exhausted": "block"},
-        },
-    )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    with p.run() as replica:
         wait_for(
             lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] > 0,
             60,
             what="items flowing",
         )
         started = time.monotonic()
-        produce(bootstrap, events_topic, events)
+        p.produce(events)
         wait_for(lambda: emulator.stats()["accepted_events"] >= len(events), 60, what="every event accepted")
         events_took = time.monotonic() - started
         items_done = emulator.stats()["operations"]["PutItems"]["accepted_records"]
@@ -305,48 +307,31 @@ def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: 
         assert metrics['forwarder_route_calls_total{operation="items",outcome="throttled"}'] > 0
         assert metrics["forwarder_events_sent_total"] == len(events)
         assert replica.stop() == 0, replica.log_text()[-3000:]
-    assert not read_topic(bootstrap, dlq, timeout=3), "throttling dead-letters nothing"
+    assert not p.dead_letters(timeout=3), "throttling dead-letters nothing"
 
 
 def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: str, tmp_path: Path) -> None:
     items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
-    events_topic = create_topic(bootstrap, unique("routes-events"))
-    dlq = create_topic(bootstrap, unique("routes-dlq"))
-    records = _catalog("items", 60, 12)
-    produce(bootstrap, items_topic, records)
     # items-3 is not accepted yet (say, its schema's field is missing): its 5 updates are rejected.
-    emulator = start_emulator(tmp_path, *_emulator_args("--reject-item-id", "items-3"))
-    cfg = ForwarderConfig(
+    p = _pipeline(
         bootstrap,
-        [events_topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"routes": _routes({"items": items_topic})},
+        tmp_path,
+        {"items": items_topic},
+        ("--reject-item-id", "items-3"),
+        events_partitions=1,
+        metrics=False,
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        dead = read_topic(bootstrap, dlq, expect=5, timeout=60)
-        wait_for(partial(fully_committed, bootstrap, cfg.group, items_topic), 30, what="commit")
+    emulator = p.emulator
+    produce(bootstrap, items_topic, _catalog("items", 60, 12))
+    with p.run() as replica:
+        dead = p.dead_letters(expect=5, timeout=60)
+        wait_committed(bootstrap, p.group, items_topic, 30)
         assert replica.stop() == 0, replica.log_text()[-3000:]
         assert {(h["forwarder.operation"], h["forwarder.error.stage"]) for h in map(headers_dict, dead)} == {
             ("items", "api")
         }
         emulator.set_faults(reject_item_ids=[])
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "forwarder", "replay", "--config", str(cfg.config_path(tmp_path))),
-                "--from-dead-letter",
-                "--stage",
-                "api",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-            env={**os.environ, **AWS_TEST_ENV},
-            check=False,
-        )
+        done = p.replay("--stage", "api", timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "5 accepted by items" in done.stdout, done.stdout
         assert "0 accepted by PutEvents" in done.stdout
@@ -357,42 +342,28 @@ def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: st
 
 def test_a_route_in_outage_holds_its_records_while_events_go_on(bootstrap: str, tmp_path: Path) -> None:
     items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
-    events_topic = create_topic(bootstrap, unique("routes-events"), partitions=2)
-    dlq = create_topic(bootstrap, unique("routes-dlq"))
+    p = _pipeline(bootstrap, tmp_path, {"items": items_topic}, (), retry={"outage_retry_interval_s": 1})
+    emulator, port = p.emulator, p.port
+    assert port is not None
     produce(bootstrap, items_topic, _catalog("items", 50, 50))
-    produce(bootstrap, events_topic, _events(500, 20))
-    emulator = start_emulator(tmp_path, *_emulator_args())
+    p.produce(_events(500, 20))
     items_arn = ARN.format("ITEMS")
     emulator.set_faults(datasets_in_use=[items_arn])  # an import runs: PutItems answers 409 ResourceInUse
-    port = free_port()
-    cfg = ForwarderConfig(
-        bootstrap,
-        [events_topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={
-            "observability": {"port": port},
-            "routes": _routes({"items": items_topic}),
-            "retry": {"outage_retry_interval_s": 1},
-        },
-    )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    with p.run() as replica:
         wait_for(lambda: emulator.stats()["accepted_events"] >= 500, 60, what="every event accepted")
-        wait_for(partial(fully_committed, bootstrap, cfg.group, events_topic), 30, what="events committed")
+        p.wait_committed(30)
         wait_for(
             lambda: scrape(port).get('forwarder_route_outage{operation="items"}') == 1, 30, what="outage"
         )
         assert emulator.stats()["operations"]["PutItems"]["accepted_records"] == 0
-        assert not fully_committed(bootstrap, cfg.group, items_topic), "held records are not committed"
+        assert not fully_committed(bootstrap, p.group, items_topic), "held records are not committed"
         emulator.set_faults(datasets_in_use=[])
         wait_for(
             lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] >= 50,
             60,
             what="items after",
         )
-        wait_for(partial(fully_committed, bootstrap, cfg.group, items_topic), 30, what="items committed")
+        wait_committed(bootstrap, p.group, items_topic, 30)
         assert scrape(port)['forwarder_route_outage{operation="items"}'] == 0
         assert replica.stop() == 0, replica.log_text()[-3000:]
-    assert not read_topic(bootstrap, dlq, timeout=3), "an outage dead-letters nothing"
+    assert not p.dead_letters(timeout=3), "an outage dead-letters nothing"
