@@ -37,3 +37,13 @@ def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulat
     emulator = start_emulator(tmp_path_factory.mktemp("shared-emulator"))
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """An emulator knowing the tracking id ``trk`` (the transports' tests); a module may define its own."""
+    process = start_emulator(tmp_path, "--tracking-id", "trk")
+    try:
+        yield process
+    finally:
+        process.stop()

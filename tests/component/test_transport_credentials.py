@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,9 @@ from tests.harness.credentials_endpoint import (
     no_credentials_env,
     write_credentials_file,
 )
-from tests.support import EmulatorProcess, start_emulator
+from tests.support import EmulatorProcess
 
 TRANSPORTS = ["boto3", "fast"]
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    process = start_emulator(tmp_path, "--tracking-id", "trk")
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,9 @@ from forwarder.decode import Decoder, Event, SessionKey
 from forwarder.outcome import Envelope
 from forwarder.personalize.errors import InvalidInput, Outage, PutEventsError, Retryable
 from forwarder.personalize.transport import make_transport
-from tests.support import AWS_TEST_ENV, EmulatorProcess, start_emulator
+from tests.support import AWS_TEST_ENV, EmulatorProcess
 
 TRANSPORTS = ["boto3", "fast"]
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    process = start_emulator(tmp_path, "--tracking-id", "trk")
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(autouse=True)
