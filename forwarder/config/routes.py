@@ -32,6 +32,14 @@ _INTERACTION_KEYS: Final = frozenset({"fields", "event_type", "impression_separa
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
+def split_topics(value: object) -> object:
+    """A topics setting given as one comma-separated string (an environment variable) as its list of
+    names, blanks dropped; any other value as it is, for the field's own validation."""
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,9 +113,7 @@ class RouteConfig(_Section):
     @field_validator("topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        return split_topics(value)
 
     @model_validator(mode="after")
     def _target_and_mapping(self) -> RouteConfig:

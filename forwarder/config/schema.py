@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
 from forwarder.config.input import InputConfig
-from forwarder.config.routes import RouteConfig
+from forwarder.config.routes import RouteConfig, split_topics
 
 # librdkafka properties the forwarder sets itself: a user value would break the commit rule.
 RESERVED_CLIENT_KEYS = frozenset(
@@ -83,9 +83,7 @@ class KafkaConfig(_Section):
     @field_validator("topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        return split_topics(value)
 
     @field_validator("client")
     @classmethod
