@@ -5,32 +5,20 @@ outage of the configured tracker costs seconds."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.pipeline import pipeline
 from tests.support import (
-    AWS_TEST_ENV,
-    REPO,
     EmulatorProcess,
-    ForwarderConfig,
     committed,
-    create_topic,
-    free_port,
-    fully_committed,
     headers_dict,
-    produce,
-    read_topic,
     running,
     scrape,
     start_emulator,
-    start_forwarder,
-    unique,
     wait_for,
 )
 
@@ -58,41 +46,26 @@ def _accepted(emulator: EmulatorProcess) -> set[str]:
     return {ev["eventId"] for ev in emulator.events()}
 
 
-def _replay(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "forwarder", "replay", "--config", str(config), "--from-dead-letter", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, **AWS_TEST_ENV},
-        check=False,
-    )
-
-
 def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them_as_outage(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("trk"))  # one partition: the typo sits among the others
-    dlq = create_topic(bootstrap, unique("trk-dlq"))
+    retry = {"outage_first_probe_s": 0.5, "outage_retry_interval_s": 1, "outage_max_s": 3}
+    # One partition: the typo sits among the others.
+    p = pipeline(
+        bootstrap,
+        tmp_path,
+        "trk",
+        metrics=True,
+        extra={"retry": retry, "observability": {"host": "127.0.0.1"}},
+    )
+    topic, emulator, port, cfg = p.topic, p.emulator, p.port, p.cfg
+    assert port is not None
     own = {TYPO_OFFSET: TYPO, FORBIDDEN_OFFSET: FORBIDDEN}
     events = [_event(i, trackingId=own[i]) if i in own else _event(i) for i in range(30)]
-    produce(bootstrap, topic, [(b"k", json.dumps(ev).encode()) for ev in events])
-    emulator = start_emulator(tmp_path)
+    p.produce_events(events, key=b"k")
     emulator.set_faults(tracking_ids=[CONFIGURED, FORBIDDEN], forbidden_tracking_ids=[FORBIDDEN])
-    port = free_port()
-    retry = {"outage_first_probe_s": 0.5, "outage_retry_interval_s": 1, "outage_max_s": 3}
-    cfg = ForwarderConfig(
-        bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"retry": retry, "observability": {"port": port, "host": "127.0.0.1"}},
-    )
     others = {ev["eventId"] for ev in events} - {f"ev-{TYPO_OFFSET}", f"ev-{FORBIDDEN_OFFSET}"}
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    with p.run() as replica:
         # Every other session flows while the typo's events are held: nothing is dead-lettered yet and
         # the partition's commit stays at the held message.
         wait_for(lambda: _accepted(emulator) >= others, 60, what="the other sessions to be delivered")
@@ -100,10 +73,10 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
         assert metrics.get(f'forwarder_outage{{tracking_id="{TYPO}"}}') == 1.0, metrics
         assert metrics.get(f'forwarder_outage{{tracking_id="{FORBIDDEN}"}}') == 1.0, metrics
         assert metrics.get(f'forwarder_outage{{tracking_id="{CONFIGURED}"}}') == 0.0
-        assert read_topic(bootstrap, dlq, timeout=0.5) == [], "held, not dead-lettered, before the bound"
+        assert p.dead_letters(timeout=0.5) == [], "held, not dead-lettered, before the bound"
         assert committed(bootstrap, cfg.group, topic)[0] <= TYPO_OFFSET, "never past the held message"
         # After retry.outage_max_s the held events go to the dead-letter topic, and commits move on.
-        dead = read_topic(bootstrap, dlq, expect=2, timeout=30)
+        dead = p.dead_letters(expect=2, timeout=30)
         found = {json.loads(record.value())["eventId"]: headers_dict(record) for record in dead}
         assert found.keys() == {f"ev-{TYPO_OFFSET}", f"ev-{FORBIDDEN_OFFSET}"}
         for offset, tracker, error in [
@@ -114,7 +87,7 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
             assert headers["forwarder.error.stage"] == "outage"
             assert headers["forwarder.error.class"] == error
             assert tracker in headers["forwarder.error.message"]
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        p.wait_committed(30)
         wait_for(lambda: f'forwarder_outage{{tracking_id="{TYPO}"}}' not in scrape(port), 10, what="series")
         assert scrape(port).get('forwarder_events_dead_lettered_total{stage="outage"}') == 2.0
         assert replica.stop() == 0
@@ -127,7 +100,7 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
     emulator.set_faults(tracking_ids=[CONFIGURED, TYPO, FORBIDDEN])
     cfg.endpoint = emulator.url
     with running([emulator]):
-        done = _replay(cfg.config_path(tmp_path), "--stage", "outage")
+        done = p.replay("--stage", "outage", timeout=120)
         assert done.returncode == 0, done.stderr
         calls = {call["trackingId"]: [ev["eventId"] for ev in call["eventList"]] for call in emulator.calls()}
         assert calls == {TYPO: [f"ev-{TYPO_OFFSET}"], FORBIDDEN: [f"ev-{FORBIDDEN_OFFSET}"]}
@@ -136,16 +109,13 @@ def test_an_unknown_tracking_id_holds_only_its_own_events_then_dead_letters_them
 def test_a_three_second_outage_of_the_configured_tracker_costs_seconds_not_the_interval(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = create_topic(bootstrap, unique("blip"))
-    dlq = create_topic(bootstrap, unique("blip-dlq"))
-    emulator = start_emulator(tmp_path, "--tracking-id", CONFIGURED)
-    cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url)  # default probe schedule
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
-        produce(bootstrap, topic, [(b"k", json.dumps(_event(0)).encode())])
+    p = pipeline(bootstrap, tmp_path, "blip", emulator_args=("--tracking-id", CONFIGURED))  # default probes
+    emulator = p.emulator
+    with p.run() as replica:
+        p.produce_events([_event(0)], key=b"k")
         wait_for(lambda: _accepted(emulator) == {"ev-0"}, 60, what="the first event")
         emulator.set_faults(tracking_ids=["someone-else"])
-        produce(bootstrap, topic, [(b"k", json.dumps(_event(i)).encode()) for i in range(1, 20)])
+        p.produce_events([_event(i) for i in range(1, 20)], key=b"k")
         wait_for(lambda: emulator.stats()["not_found"] >= 1, 30, what="the outage to begin")
         began = time.monotonic()
         time.sleep(3.0)
@@ -154,6 +124,6 @@ def test_a_three_second_outage_of_the_configured_tracker_costs_seconds_not_the_i
         cost = time.monotonic() - began
         print(f"a 3 s outage cost {cost:.1f} s")
         assert cost < 8.0, f"a 3 s outage cost {cost:.1f} s (the first probes come after 1, 2, 4 s)"
-        assert read_topic(bootstrap, dlq, timeout=0.5) == []
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="commit to the end")
+        assert p.dead_letters(timeout=0.5) == []
+        p.wait_committed(30)
         assert replica.stop() == 0
