@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tests.harness.processes import REPO, wait_for
+from tests.harness.processes import REPO, run_script, wait_for
 
 SCRIPT = REPO / "scripts" / "containers-local"
 
@@ -30,17 +30,7 @@ def base_port() -> int:
 
 def containers_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> str:
     """Run ``scripts/containers-local ARGS``; its stdout, or an error with its stderr's tail."""
-    result = subprocess.run(
-        [str(SCRIPT), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/containers-local {' '.join(args)} failed:\n{result.stderr[-4000:]}")
-    return result.stdout.strip()
+    return run_script(SCRIPT.name, list(args), {**os.environ, **(env or {})}, timeout)
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

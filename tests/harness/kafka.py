@@ -18,23 +18,13 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from tests.harness.processes import REPO, unique, wait_for
+from tests.harness.processes import run_script, unique, wait_for
 
 
 def local_script(name: str, command: str, env: dict[str, str], timeout: float = 600) -> str:
     """Run ``scripts/NAME COMMAND`` with ``env`` (kafka-local, schema-registry-local); its stdout, or an
     error with its stderr's tail."""
-    result = subprocess.run(
-        [str(REPO / "scripts" / name), command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/{name} {command} failed:\n{result.stderr[-3000:]}")
-    return result.stdout.strip()
+    return run_script(name, [command], env, timeout)
 
 
 def kafka_script(command: str, env: dict[str, str], timeout: float = 600) -> str:

@@ -87,3 +87,19 @@ def free_port() -> int:
 def unique(prefix: str) -> str:
     """A name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def run_script(name: str, args: list[str], env: dict[str, str], timeout: float) -> str:
+    """Run ``scripts/NAME ARGS`` with ``env``, bounded by ``timeout``; its stdout, or a RuntimeError with
+    the tail of its stderr."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/{name} {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return result.stdout.strip()
