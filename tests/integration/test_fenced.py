@@ -13,17 +13,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.runtime.exit_deadline import exit_deadline_s
-from tests.harness import (
-    ForwarderConfig,
-    create_topic,
-    free_port,
-    probe,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import probe, running, start_forwarder, wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -31,22 +22,17 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 def test_a_fenced_static_member_fails_liveness_and_exits_1(bootstrap: str, tmp_path: Path) -> None:
-    topic = create_topic(bootstrap, unique("fenced"), partitions=2)
-    dlq = create_topic(bootstrap, unique("fenced-dlq"))
-    emulator = start_emulator(tmp_path)
-    port = free_port()
-    first = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        client={"group.instance.id": "replica-0"},
-        extra={
-            "observability": {"port": port, "host": "127.0.0.1"},
-            "shutdown": {"timeout_s": SHUTDOWN_TIMEOUT_S},
-        },
+        tmp_path,
+        "fenced",
+        partitions=2,
+        metrics=True,
+        extra={"observability": {"host": "127.0.0.1"}, "shutdown": {"timeout_s": SHUTDOWN_TIMEOUT_S}},
     )
+    emulator, port = p.emulator, p.port
+    assert port is not None
+    first = dataclasses.replace(p.cfg, client={"group.instance.id": "replica-0"})
     second = dataclasses.replace(first, extra={"shutdown": {"timeout_s": SHUTDOWN_TIMEOUT_S}})
     a = start_forwarder(tmp_path, first, name="a")
     with running([a, emulator]):

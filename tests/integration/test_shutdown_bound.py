@@ -5,7 +5,6 @@ finished, leaves the group and exits — it is not held by the calls still waiti
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -13,16 +12,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.runtime.exit_deadline import exit_deadline_s
-from tests.harness import (
-    ForwarderConfig,
-    create_topic,
-    produce,
-    running,
-    start_emulator,
-    start_forwarder,
-    unique,
-    wait_for,
-)
+from tests.harness import wait_for
+from tests.harness.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -33,28 +24,24 @@ SHUTDOWN_TIMEOUT_S = 3.0
 def test_sigterm_exits_within_its_bound_while_the_service_hangs(
     bootstrap: str, tmp_path: Path, transport: str
 ) -> None:
-    topic = create_topic(bootstrap, unique("hang"))
-    dlq = create_topic(bootstrap, unique("hang-dlq"))
-    events = [
-        {"eventId": f"ev-{i}", "sessionId": f"s-{i % 50}", "eventType": "view", "sentAt": 1714566896 + i}
-        for i in range(200)
-    ]
-    produce(bootstrap, topic, [(str(ev["sessionId"]).encode(), json.dumps(ev).encode()) for ev in events])
-    emulator = start_emulator(tmp_path, "--latency-ms", "600000")  # a service that never answers
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
+        tmp_path,
+        "hang",
+        emulator_args=("--latency-ms", "600000"),  # a service that never answers
         extra={
             "personalize": {"transport": transport, "request_timeout_s": 600},
             "retry": {"max_elapsed_s": 3600},
             "shutdown": {"timeout_s": SHUTDOWN_TIMEOUT_S},
         },
     )
-    replica = start_forwarder(tmp_path, cfg)
-    with running([replica, emulator]):
+    emulator = p.emulator
+    events = [
+        {"eventId": f"ev-{i}", "sessionId": f"s-{i % 50}", "eventType": "view", "sentAt": 1714566896 + i}
+        for i in range(200)
+    ]
+    p.produce_events(events)
+    with p.run() as replica:
         wait_for(lambda: "assigned" in replica.log_text(), 30, what="assignment")
         wait_for(lambda: emulator.stats()["requests"] > 0, 30, what="calls waiting on the service")
         time.sleep(1)

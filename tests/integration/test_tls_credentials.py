@@ -20,12 +20,12 @@ from tests.harness.credentials_endpoint import (
     no_credentials_env,
     write_credentials_file,
 )
+from tests.harness.pipeline import create_topics, pipeline
 from tests.harness.tls import ThrowawayCA, make_ca
 from tests.support import (
     EmulatorProcess,
     ForwarderConfig,
     committed,
-    create_topic,
     free_port,
     fully_committed,
     probe,
@@ -72,8 +72,7 @@ def _event(i: int) -> dict[str, Any]:
 def _pipeline(
     bootstrap: str, emulator: EmulatorProcess, name: str, **extra: Any
 ) -> tuple[ForwarderConfig, str, str]:
-    topic = create_topic(bootstrap, unique(name))
-    dlq = create_topic(bootstrap, unique(f"{name}-dlq"))
+    topic, dlq = create_topics(bootstrap, name)
     produce(bootstrap, topic, [(b"k", json.dumps(_event(i)).encode()) for i in range(EVENTS)])
     cfg = ForwarderConfig(bootstrap, [topic], unique("g"), dlq, emulator.url, extra=extra)
     return cfg, topic, dlq
@@ -161,29 +160,32 @@ def test_a_wrong_ca_through_a_proxy_is_an_outage_that_keeps_offsets_and_dead_let
 def test_credentials_written_after_the_start_are_found_by_the_outage_probe(
     bootstrap: str, tmp_path: Path, transport: str
 ) -> None:
-    emulator = start_emulator(tmp_path)
-    port = free_port()
-    cfg, topic, dlq = _pipeline(
+    p = pipeline(
         bootstrap,
-        emulator,
+        tmp_path,
         "late-creds",
-        personalize={"transport": transport},
-        observability={"port": port, "host": "127.0.0.1"},
-        retry={"outage_retry_interval_s": 1},
+        metrics=True,
+        extra={
+            "personalize": {"transport": transport},
+            "observability": {"host": "127.0.0.1"},
+            "retry": {"outage_retry_interval_s": 1},
+        },
     )
+    emulator, port = p.emulator, p.port
+    assert port is not None
+    p.produce_events([_event(i) for i in range(EVENTS)], key=b"k")
     home = tmp_path / "aws"
     home.mkdir()
-    replica = start_forwarder(tmp_path, cfg, env=no_credentials_env(home))
-    with running([replica, emulator]):
+    with p.run(env=no_credentials_env(home)) as replica:
         wait_for(lambda: "refuses every call" in replica.log_text(), 60, what="the outage line")
         wait_for(lambda: probe(port, "/readyz") == 503, 30, what="readyz to fail")
         assert "NoCredentials" in replica.log_text()
         write_credentials_file(home)
         wait_for(lambda: len(_delivered(emulator)) == EVENTS, 60, what="every event delivered")
-        wait_for(lambda: fully_committed(bootstrap, cfg.group, topic), 30, what="the commit")
+        p.wait_committed(30)
         wait_for(lambda: probe(port, "/readyz") == 200, 30, what="readyz to pass")
         assert replica.stop() == 0
-    assert read_topic(bootstrap, dlq, timeout=3) == []
+    assert p.dead_letters(timeout=3) == []
 
 
 def _listening(port: int) -> bool:
@@ -203,40 +205,34 @@ def _healthz_seconds(port: int) -> float:
 def test_a_slow_credential_refresh_slows_neither_delivery_nor_healthz(bootstrap: str, tmp_path: Path) -> None:
     """Container credentials expiring in 12 minutes: botocore wants them refreshed (its advisory window),
     and every refresh takes the endpoint's timeout (~8 s), but they are valid: delivery and /healthz go on."""
-    emulator = start_emulator(tmp_path)
-    port = free_port()
     events = 300
-    topic = create_topic(bootstrap, unique("slow-refresh"))
-    dlq = create_topic(bootstrap, unique("slow-refresh-dlq"))
-    cfg = ForwarderConfig(
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        emulator.url,
-        extra={"observability": {"port": port, "host": "127.0.0.1"}, "batching": {"linger_ms": 0}},
+        tmp_path,
+        "slow-refresh",
+        metrics=True,
+        extra={"observability": {"host": "127.0.0.1"}, "batching": {"linger_ms": 0}},
     )
+    emulator, port = p.emulator, p.port
+    assert port is not None
     home = tmp_path / "aws"
     home.mkdir()
-    with CredentialsEndpoint(expires_in_s=12 * 60, slow_from=2, delay_s=3.0) as endpoint:
-        replica = start_forwarder(tmp_path, cfg, env=endpoint.env(home))
-        with running([replica, emulator]):
-            wait_for(lambda: _listening(port), 60, what="the replica to start")
-            # One session per message: one call each, so each call would wait on a blocking refresh.
-            produce(
-                bootstrap,
-                topic,
-                [(b"k", json.dumps({**_event(i), "sessionId": f"s-{i}"}).encode()) for i in range(events)],
-            )
-            started = time.monotonic()
-            slowest_probe = 0.0
-            while len(_delivered(emulator)) < events and time.monotonic() - started < 60:
-                slowest_probe = max(slowest_probe, _healthz_seconds(port))
-                time.sleep(0.2)
-            elapsed = time.monotonic() - started
-            assert len(_delivered(emulator)) == events
-            assert endpoint.requests >= 2, "a refresh was attempted while delivering"
-            assert replica.stop() == 0
+    with (
+        CredentialsEndpoint(expires_in_s=12 * 60, slow_from=2, delay_s=3.0) as endpoint,
+        p.run(env=endpoint.env(home)) as replica,
+    ):
+        wait_for(lambda: _listening(port), 60, what="the replica to start")
+        # One session per message: one call each, so each call would wait on a blocking refresh.
+        p.produce_events([{**_event(i), "sessionId": f"s-{i}"} for i in range(events)], key=b"k")
+        started = time.monotonic()
+        slowest_probe = 0.0
+        while len(_delivered(emulator)) < events and time.monotonic() - started < 60:
+            slowest_probe = max(slowest_probe, _healthz_seconds(port))
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        assert len(_delivered(emulator)) == events
+        assert endpoint.requests >= 2, "a refresh was attempted while delivering"
+        assert replica.stop() == 0
     assert elapsed < 20, f"{events} one-event calls took {elapsed:.1f}s"
     assert slowest_probe < 2.0, f"/healthz took {slowest_probe:.1f}s to answer"
-    assert read_topic(bootstrap, dlq, timeout=3) == []
+    assert p.dead_letters(timeout=3) == []
