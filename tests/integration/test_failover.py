@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 import signal
 import time
@@ -21,16 +21,13 @@ import pytest
 from tests.harness import (
     ForwarderConfig,
     ForwarderProcess,
-    create_topic,
     free_port,
-    produce,
     running,
     scrape,
-    start_emulator,
     start_forwarder,
-    unique,
     wait_for,
 )
+from tests.harness.pipeline import Pipeline, pipeline
 from tests.harness.stream import AcceptanceWatch, SteadyFeed, late_events, max_delay
 
 pytestmark = pytest.mark.integration
@@ -41,29 +38,25 @@ AFTER_KILL_S = 20  # the stream goes on this long after the kill
 CATCH_UP_S = 40  # the catch-up test's bound: the backlog takes about 25 s at 500 ms a call
 
 
-def _shipped_defaults(bootstrap: str, topic: str, dlq: str, endpoint: str, protocol: str) -> ForwarderConfig:
-    """The tests' replica with no librdkafka override: the session timeout is the shipped one."""
-    return ForwarderConfig(
+def _shipped_defaults(
+    bootstrap: str, tmp_path: Path, name: str, protocol: str, *emulator_args: str
+) -> Pipeline:
+    """Four partitions and the tests' replica with no librdkafka override: the session timeout is the
+    shipped one."""
+    p = pipeline(
         bootstrap,
-        [topic],
-        unique("g"),
-        dlq,
-        endpoint,
-        client={},
+        tmp_path,
+        name,
+        partitions=4,
+        emulator_args=emulator_args,
         extra={"kafka": {"group_protocol": protocol}, "logging": {"level": "INFO"}},
     )
+    p.cfg.client = {}
+    return p
 
 
 def _with_port(cfg: ForwarderConfig, port: int) -> ForwarderConfig:
-    return ForwarderConfig(
-        cfg.bootstrap,
-        cfg.topics,
-        cfg.group,
-        cfg.dead_letter,
-        cfg.endpoint,
-        client=cfg.client,
-        extra={**cfg.extra, "observability": {"port": port, "host": "127.0.0.1"}},
-    )
+    return dataclasses.replace(cfg, extra={**cfg.extra, "observability": {"port": port, "host": "127.0.0.1"}})
 
 
 def _rebalance_callbacks(port: int) -> float:
@@ -82,13 +75,10 @@ def _both_assigned(a: ForwarderProcess, b: ForwarderProcess) -> bool:
 def test_a_killed_replicas_partitions_move_within_seconds(
     bootstrap: str, tmp_path: Path, protocol: str
 ) -> None:
-    topic = create_topic(bootstrap, unique("failover"), partitions=4)
-    dlq = create_topic(bootstrap, unique("failover-dlq"))
-    emulator = start_emulator(tmp_path)
-    cfg = _shipped_defaults(bootstrap, topic, dlq, emulator.url, protocol)
-    a = start_forwarder(tmp_path, cfg, name="a")
-    b = start_forwarder(tmp_path, cfg, name="b")
-    feed = SteadyFeed(bootstrap, topic, rate=RATE)
+    p = _shipped_defaults(bootstrap, tmp_path, "failover", protocol)
+    emulator = p.emulator
+    a, b = p.start("a"), p.start("b")
+    feed = SteadyFeed(bootstrap, p.topic, rate=RATE)
     watch = AcceptanceWatch(emulator.record)
     with running([a, b, emulator]):
         wait_for(lambda: _both_assigned(a, b), 60, what="both replicas assigned")
@@ -118,11 +108,9 @@ def test_no_rebalance_while_catching_up_at_full_speed(bootstrap: str, tmp_path: 
     """Two replicas work through a backlog of tens of thousands of events, the event loop busy all the
     time and every PutEvents call slow, for a bounded time (:data:`CATCH_UP_S`): with the shipped (short)
     session timeout, no member is expired and no rebalance callback fires."""
-    topic = create_topic(bootstrap, unique("catchup"), partitions=4)
-    dlq = create_topic(bootstrap, unique("catchup-dlq"))
     backlog = 60_000
-    emulator = start_emulator(tmp_path, "--latency-ms", "500")
-    base = _shipped_defaults(bootstrap, topic, dlq, emulator.url, protocol)
+    p = _shipped_defaults(bootstrap, tmp_path, "catchup", protocol, "--latency-ms", "500")
+    emulator, base = p.emulator, p.cfg
     ports = {"a": free_port(), "b": free_port()}
     replicas = {name: start_forwarder(tmp_path, _with_port(base, port), name) for name, port in ports.items()}
     with running([*replicas.values(), emulator]):
@@ -133,7 +121,7 @@ def test_no_rebalance_while_catching_up_at_full_speed(bootstrap: str, tmp_path: 
             {"eventId": f"c-{i}", "sessionId": f"s-{i % 500}", "eventType": "view", "sentAt": 1714566896 + i}
             for i in range(backlog)
         ]
-        produce(bootstrap, topic, [(str(ev["sessionId"]).encode(), json.dumps(ev).encode()) for ev in events])
+        p.produce_events(events)
         started = time.monotonic()
         while time.monotonic() < started + CATCH_UP_S and emulator.stats()["accepted_events"] < backlog:
             time.sleep(0.5)
