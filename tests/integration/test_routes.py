@@ -15,6 +15,7 @@ import pytest
 
 from tests.harness.pipeline import Pipeline, pipeline, wait_committed
 from tests.support import (
+    EmulatorProcess,
     create_topic,
     fully_committed,
     headers_dict,
@@ -81,6 +82,12 @@ def _interactions(n: int, sessions: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def _interaction(**fields: Any) -> bytes:
+    """An action interaction with ``fields`` on top; a field given as None is left out."""
+    value = {"actionId": "a", "sessionId": "s", "eventType": "Viewed", "timestamp": 1714566896, **fields}
+    return json.dumps({k: v for k, v in value.items() if v is not None}).encode()
+
+
 BAD: dict[str, list[tuple[bytes | None, bytes | None, str, str]]] = {
     # (key, value, stage, the start of the message: the field)
     "items": [
@@ -95,54 +102,10 @@ BAD: dict[str, list[tuple[bytes | None, bytes | None, str, str]]] = {
     ],
     "actions": [(b"long", json.dumps({"actionId": "a" * 257}).encode(), "validate", "actionId")],
     "action_interactions": [
-        (
-            b"s",
-            json.dumps({"sessionId": "s", "eventType": "Viewed", "timestamp": 1714566896}).encode(),
-            "validate",
-            "actionId",
-        ),
-        (
-            b"s",
-            json.dumps(
-                {
-                    "actionId": "a",
-                    "sessionId": "s",
-                    "eventType": "Viewed",
-                    "timestamp": 1714566896,
-                    "impression": [str(i) for i in range(26)],
-                }
-            ).encode(),
-            "validate",
-            "impression",
-        ),
-        (
-            b"s",
-            json.dumps(
-                {
-                    "actionId": "a",
-                    "sessionId": "s",
-                    "eventType": "Viewed",
-                    "timestamp": 1714566896,
-                    "recommendationId": "r" * 41,
-                }
-            ).encode(),
-            "validate",
-            "recommendationId",
-        ),
-        (
-            b"s",
-            json.dumps(
-                {
-                    "actionId": "a",
-                    "sessionId": "s",
-                    "eventType": "Viewed",
-                    "timestamp": 1714566896,
-                    "properties": {"p": "x" * 1100},
-                }
-            ).encode(),
-            "validate",
-            "properties",
-        ),
+        (b"s", _interaction(actionId=None), "validate", "actionId"),
+        (b"s", _interaction(impression=[str(i) for i in range(26)]), "validate", "impression"),
+        (b"s", _interaction(recommendationId="r" * 41), "validate", "recommendationId"),
+        (b"s", _interaction(properties={"p": "x" * 1100}), "validate", "properties"),
     ],
 }
 
@@ -193,6 +156,20 @@ def _pipeline(
         metrics=metrics,
         extra=extra,
     )
+
+
+def _items_pipeline(
+    bootstrap: str, tmp_path: Path, emulator_args: tuple[str, ...], **kwargs: Any
+) -> tuple[Pipeline, str]:
+    """An items topic of two partitions, and :func:`_pipeline` routing it (``kwargs`` are its own)."""
+    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
+    return _pipeline(bootstrap, tmp_path, {"items": items_topic}, emulator_args, **kwargs), items_topic
+
+
+def _items_accepted(emulator: EmulatorProcess) -> int:
+    """The records PutItems accepted so far."""
+    accepted: int = emulator.stats()["operations"]["PutItems"]["accepted_records"]
+    return accepted
 
 
 def _versions(calls: list[dict[str, Any]], operation: str) -> dict[str, list[int]]:
@@ -272,14 +249,9 @@ def test_every_operation_delivered_in_batches_in_id_order_and_bad_records_dead_l
 
 
 def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: Path) -> None:
-    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
     # The service lets PutItems through at 2 calls/s; the route's limiter starts from its documented 10.
-    p = _pipeline(
-        bootstrap,
-        tmp_path,
-        {"items": items_topic},
-        ("--operation-quota-rps", "PutItems=2"),
-        retry={"on_exhausted": "block"},
+    p, items_topic = _items_pipeline(
+        bootstrap, tmp_path, ("--operation-quota-rps", "PutItems=2"), retry={"on_exhausted": "block"}
     )
     emulator, port = p.emulator, p.port
     assert port is not None
@@ -287,7 +259,7 @@ def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: 
     events = _events(3000, 50)
     with p.run() as replica:
         wait_for(
-            lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] > 0,
+            lambda: _items_accepted(emulator) > 0,
             60,
             what="items flowing",
         )
@@ -295,11 +267,11 @@ def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: 
         p.produce(events)
         wait_for(lambda: emulator.stats()["accepted_events"] >= len(events), 60, what="every event accepted")
         events_took = time.monotonic() - started
-        items_done = emulator.stats()["operations"]["PutItems"]["accepted_records"]
+        items_done = _items_accepted(emulator)
         assert items_done < 300, "the items route was still throttled while the events went through"
         assert events_took < 10, f"events took {events_took:.1f}s behind a throttled items route"
         wait_for(
-            lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] >= 300,
+            lambda: _items_accepted(emulator) >= 300,
             90,
             what="every item accepted",
         )
@@ -311,15 +283,9 @@ def test_a_throttled_items_route_does_not_slow_events(bootstrap: str, tmp_path: 
 
 
 def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: str, tmp_path: Path) -> None:
-    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
     # items-3 is not accepted yet (say, its schema's field is missing): its 5 updates are rejected.
-    p = _pipeline(
-        bootstrap,
-        tmp_path,
-        {"items": items_topic},
-        ("--reject-item-id", "items-3"),
-        events_partitions=1,
-        metrics=False,
+    p, items_topic = _items_pipeline(
+        bootstrap, tmp_path, ("--reject-item-id", "items-3"), events_partitions=1, metrics=False
     )
     emulator = p.emulator
     produce(bootstrap, items_topic, _catalog("items", 60, 12))
@@ -341,8 +307,7 @@ def test_replay_sends_a_dead_lettered_record_back_to_its_operation(bootstrap: st
 
 
 def test_a_route_in_outage_holds_its_records_while_events_go_on(bootstrap: str, tmp_path: Path) -> None:
-    items_topic = create_topic(bootstrap, unique("routes-items"), partitions=2)
-    p = _pipeline(bootstrap, tmp_path, {"items": items_topic}, (), retry={"outage_retry_interval_s": 1})
+    p, items_topic = _items_pipeline(bootstrap, tmp_path, (), retry={"outage_retry_interval_s": 1})
     emulator, port = p.emulator, p.port
     assert port is not None
     produce(bootstrap, items_topic, _catalog("items", 50, 50))
@@ -355,11 +320,11 @@ def test_a_route_in_outage_holds_its_records_while_events_go_on(bootstrap: str, 
         wait_for(
             lambda: scrape(port).get('forwarder_route_outage{operation="items"}') == 1, 30, what="outage"
         )
-        assert emulator.stats()["operations"]["PutItems"]["accepted_records"] == 0
+        assert _items_accepted(emulator) == 0
         assert not fully_committed(bootstrap, p.group, items_topic), "held records are not committed"
         emulator.set_faults(datasets_in_use=[])
         wait_for(
-            lambda: emulator.stats()["operations"]["PutItems"]["accepted_records"] >= 50,
+            lambda: _items_accepted(emulator) >= 50,
             60,
             what="items after",
         )
