@@ -32,6 +32,12 @@ from forwarder.commit_metadata import DEFAULT_BUDGET, FinishedOffsets, encode
 
 TopicPartitionKey = tuple[str, int]
 
+# A finished set of up to this many offsets behind the lowest unfinished one is rebuilt at every commit
+# (tens of microseconds); a larger one is held by a throttled plan (see OffsetTracker.commit_plan). Steady
+# loads keep sets this small (calls in flight ~ personalize.max_in_flight x 10 events over the
+# partitions); a catch-up's sets are thousands, and building them was the commit path's cost.
+HOLD_ABOVE = 256
+
 
 class PlannedCommit(NamedTuple):
     """One partition's commit: its position, the state's commit key then, the metadata (``""`` when
@@ -263,14 +269,14 @@ class OffsetTracker:
         ``budget``: commit the plain offset). For the commit path: O(f log f) per partition in the
         offsets finished behind its lowest unfinished one.
 
-        Throttle (periodic commits only, ``now`` given): a partition whose commit would carry a
-        non-empty finished set is planned at most once every ``metadata_every_s`` (by ``now``'s clock);
-        until then it is left out, so its last accepted commit, metadata included, stays. Building and
-        encoding that set is the commit path's cost (docs/benchmarks.md); leaving the partition out
-        never commits an unfinished offset nor drops a listed one, it only lets a crash repeat up to
-        ``metadata_every_s`` more of finished messages. A partition with nothing finished above its
-        position (metadata ``""``, O(1)) is planned at every call. ``now`` None: no throttle (a
-        revocation's or the shutdown's final commit).
+        Throttle (periodic commits only, ``now`` given): a partition with more than ``HOLD_ABOVE``
+        finished offsets behind its lowest unfinished one is planned at most once every
+        ``metadata_every_s`` (by ``now``'s clock); until then it is left out, so its last accepted
+        commit, metadata included, stays. Building and encoding a large set is the commit path's cost
+        in a catch-up (docs/benchmarks.md); leaving the partition out never commits an unfinished
+        offset nor drops a listed one, it only lets a crash repeat up to ``metadata_every_s`` more of
+        finished messages. A smaller set, or none (metadata ``""``, O(1)), is planned at every call.
+        ``now`` None: no throttle (a revocation's or the shutdown's final commit).
         """
         out: dict[TopicPartitionKey, PlannedCommit] = {}
         for tp, state in self._parts.items():
@@ -283,7 +289,7 @@ class OffsetTracker:
             if not state.has_finished_above:
                 out[tp] = PlannedCommit(pos, key, "", 0)
                 continue
-            if now is not None:
+            if now is not None and key[1] > HOLD_ABOVE:
                 if now - state.metadata_built_at < metadata_every_s:
                     continue
                 state.metadata_built_at = now

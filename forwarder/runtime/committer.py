@@ -7,10 +7,11 @@ finished set grew). A set too large for the metadata is committed as the plain o
 ``forwarder_commit_metadata_misses_total``.
 When: :class:`CommitPolicy` says (every ``interval_s``, one commit at a time, none while a rebalance runs:
 the consumer thread is then serving the rebalance, which commits the revoked partitions itself). A
-periodic commit rebuilds a partition's finished set at most every ``metadata_interval_s``
-(``METADATA_EVERY`` intervals): in a catch-up every partition has finished offsets above its position at
-every commit, and building and encoding them five times a second cost more than the rest of the commit
-path (docs/benchmarks.md). The final commit at shutdown is never throttled.
+periodic commit rebuilds a partition's large finished set (over ``forwarder.offsets.HOLD_ABOVE``
+offsets) at most every ``metadata_interval_s`` (``METADATA_EVERY`` intervals): in a catch-up every
+partition has thousands of finished offsets above its position at every commit, and building and
+encoding them five times a second cost more than the rest of the commit path (docs/benchmarks.md).
+Small sets, and the final commit at shutdown, are never held.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from forwarder.metrics import Metrics
 from forwarder.offsets import OffsetTracker, TopicPartitionKey
 from forwarder.runtime.source import Source
 
-# A partition whose commit carries finished offsets is committed at most every this many intervals
+# A partition whose commit carries a large finished set is committed at most every this many intervals
 # (1 s at the default 200 ms, the commit interval before #14): a crash repeats at most that much more.
 METADATA_EVERY = 5
 

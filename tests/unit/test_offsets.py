@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forwarder import offsets
 from forwarder.commit_metadata import FinishedOffsets, decode, encode
-from forwarder.offsets import OffsetTracker, PartitionOffsets
+from forwarder.offsets import OffsetTracker, PartitionOffsets, PlannedCommit
 
 
 def test_position_is_the_lowest_unfinished_offset() -> None:
@@ -270,7 +272,10 @@ def test_the_finished_set_above_the_position_is_exactly_what_finished_behind_it(
         assert pos == min((x for x in offsets if x not in done), default=offsets[-1] + 1)
 
 
-def test_a_throttled_plan_rebuilds_a_finished_set_once_an_interval_never_holds_a_plain_one() -> None:
+def test_a_throttled_plan_rebuilds_a_finished_set_once_an_interval_never_holds_a_plain_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(offsets, "HOLD_ABOVE", 0)  # every non-empty set counts as large
     tracker = OffsetTracker()
     busy = tracker.assign(("t", 0))  # finished offsets above its position: metadata to build
     plain = tracker.assign(("t", 1))  # all finished in order: metadata "", never throttled
@@ -305,13 +310,14 @@ def test_a_throttled_plan_rebuilds_a_finished_set_once_an_interval_never_holds_a
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=99), st.booleans()), max_size=200))
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=399), st.booleans()), max_size=600))
 def test_a_throttled_plan_never_passes_an_unfinished_offset_and_lists_only_finished_ones(
     steps: list[tuple[int, bool]],
 ) -> None:
     tracker = OffsetTracker()
+    assert offsets.HOLD_ABOVE < 300, "some plans below are held"
     part = tracker.assign(("t", 0))
-    for offset in range(100):
+    for offset in range(400):
         part.track(offset)
     done: set[int] = set()
     now = 0.0
@@ -326,3 +332,29 @@ def test_a_throttled_plan_never_passes_an_unfinished_offset_and_lists_only_finis
                 listed = decode(planned.metadata or "", planned.position)
                 assert set(listed) <= done
                 assert min(listed, default=planned.position + 1) > planned.position
+
+
+def test_a_small_finished_set_is_never_held_and_a_large_one_once_an_interval() -> None:
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0))
+    small = offsets.HOLD_ABOVE
+    for offset in range(small + 10):
+        part.track(offset)
+
+    def plan(now: float) -> dict[tuple[str, int], PlannedCommit]:
+        out = tracker.commit_plan(now=now, metadata_every_s=1.0)
+        tracker.mark_committed_plan(out)
+        return out
+
+    for offset in range(2, small + 1):  # small - 1 finished behind 0 and 1
+        part.finish(offset)
+    assert plan(10.0)[("t", 0)].finished == small - 1
+    part.finish(small + 1)
+    assert plan(10.1)[("t", 0)].finished == small, "small: planned again at once"
+    part.finish(small + 2)
+    assert plan(10.2)[("t", 0)].finished == small + 1, "large, never built before: planned"
+    part.finish(small + 3)
+    assert plan(10.4) == {}, "large, built 0.2 s ago: held"
+    part.finish(0)
+    part.finish(1)
+    assert plan(10.6)[("t", 0)] == (small + 4, (small + 4, 0), "", 0), "nothing above: never held"
