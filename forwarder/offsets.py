@@ -32,6 +32,12 @@ from forwarder.commit_metadata import DEFAULT_BUDGET, FinishedOffsets, encode
 
 TopicPartitionKey = tuple[str, int]
 
+# A finished set of up to this many offsets behind the lowest unfinished one is rebuilt at every commit
+# (tens of microseconds); a larger one is held by a throttled plan (see OffsetTracker.commit_plan). Steady
+# loads keep sets this small (calls in flight ~ personalize.max_in_flight x 10 events over the
+# partitions); a catch-up's sets are thousands, and building them was the commit path's cost.
+HOLD_ABOVE = 256
+
 
 class PlannedCommit(NamedTuple):
     """One partition's commit: its position, the state's commit key then, the metadata (``""`` when
@@ -56,6 +62,7 @@ class PartitionOffsets:
         "committed",
         "committed_finished",
         "committed_key",
+        "metadata_built_at",
         "tp",
     )
 
@@ -73,6 +80,8 @@ class PartitionOffsets:
         self._next: int | None = None  # one past the highest tracked offset
         self.committed: int | None = committed  # last position the broker accepted
         self.committed_key: tuple[int, int] | None = None  # commit_key of the last accepted commit
+        # When a commit plan last built a non-empty finished set for this partition (see commit_plan).
+        self.metadata_built_at = float("-inf")
         # How many finished offsets the last accepted commit's metadata carried (0: none, or a miss).
         self.committed_finished = len(finished) if finished and committed is not None else 0
         # The seed: ranges of offsets finished before this assignment, walked by a cursor as offsets
@@ -146,6 +155,14 @@ class PartitionOffsets:
         """
         pos = self.position
         return None if pos is None else (pos, len(self._finished))
+
+    @property
+    def has_finished_above(self) -> bool:
+        """O(1): whether :meth:`finished_above` is non-empty (some offset above the position finished)."""
+        if self._finished:
+            return True
+        pos = self.position
+        return pos is not None and pos + 1 < self._skip_end
 
     def finished_above(self) -> FinishedOffsets:
         """The finished offsets above :attr:`position` (for the commit metadata); empty if none.
@@ -239,12 +256,27 @@ class OffsetTracker:
                 state.committed = pos
 
     def commit_plan(
-        self, only: set[TopicPartitionKey] | None = None, budget: int = DEFAULT_BUDGET
+        self,
+        only: set[TopicPartitionKey] | None = None,
+        budget: int = DEFAULT_BUDGET,
+        *,
+        now: float | None = None,
+        metadata_every_s: float = 0.0,
     ) -> dict[TopicPartitionKey, PlannedCommit]:
         """What to commit: each partition whose :attr:`PartitionOffsets.commit_key` differs from its last
         accepted commit's (the position moved, or only the finished set above it grew), with the
         metadata :func:`forwarder.commit_metadata.encode` gives for it (None when it does not fit in
-        ``budget``: commit the plain offset). For the commit path: O(unfinished) per partition.
+        ``budget``: commit the plain offset). For the commit path: O(f log f) per partition in the
+        offsets finished behind its lowest unfinished one.
+
+        Throttle (periodic commits only, ``now`` given): a partition with more than ``HOLD_ABOVE``
+        finished offsets behind its lowest unfinished one is planned at most once every
+        ``metadata_every_s`` (by ``now``'s clock); until then it is left out, so its last accepted
+        commit, metadata included, stays. Building and encoding a large set is the commit path's cost
+        in a catch-up (docs/benchmarks.md); leaving the partition out never commits an unfinished
+        offset nor drops a listed one, it only lets a crash repeat up to ``metadata_every_s`` more of
+        finished messages. A smaller set, or none (metadata ``""``, O(1)), is planned at every call.
+        ``now`` None: no throttle (a revocation's or the shutdown's final commit).
         """
         out: dict[TopicPartitionKey, PlannedCommit] = {}
         for tp, state in self._parts.items():
@@ -254,6 +286,13 @@ class OffsetTracker:
             if key is None or key == state.committed_key:
                 continue
             pos = key[0]
+            if not state.has_finished_above:
+                out[tp] = PlannedCommit(pos, key, "", 0)
+                continue
+            if now is not None and key[1] > HOLD_ABOVE:
+                if now - state.metadata_built_at < metadata_every_s:
+                    continue
+                state.metadata_built_at = now
             finished = state.finished_above()
             out[tp] = PlannedCommit(pos, key, encode(pos, finished, budget), len(finished))
         return out

@@ -6,7 +6,12 @@ only partitions whose commit changed since the last accepted one (the position m
 finished set grew). A set too large for the metadata is committed as the plain offset and counted in
 ``forwarder_commit_metadata_misses_total``.
 When: :class:`CommitPolicy` says (every ``interval_s``, one commit at a time, none while a rebalance runs:
-the consumer thread is then serving the rebalance, which commits the revoked partitions itself).
+the consumer thread is then serving the rebalance, which commits the revoked partitions itself). A
+periodic commit rebuilds a partition's large finished set (over ``forwarder.offsets.HOLD_ABOVE``
+offsets) at most every ``metadata_interval_s`` (``METADATA_EVERY`` intervals): in a catch-up every
+partition has thousands of finished offsets above its position at every commit, and building and
+encoding them five times a second cost more than the rest of the commit path (docs/benchmarks.md).
+Small sets, and the final commit at shutdown, are never held.
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ from forwarder.metrics import Metrics
 from forwarder.offsets import OffsetTracker, TopicPartitionKey
 from forwarder.runtime.source import Source
 
+# A partition whose commit carries a large finished set is committed at most every this many intervals
+# (1 s at the default 200 ms, the commit interval before #14): a crash repeats at most that much more.
+METADATA_EVERY = 5
+
 
 @dataclass(frozen=True, slots=True)
 class CommitPolicy:
     """Commit every ``interval_s`` seconds, never two at once."""
 
     interval_s: float
+
+    @property
+    def metadata_interval_s(self) -> float:
+        """How often a periodic commit may rebuild one partition's finished set (its metadata)."""
+        return self.interval_s * METADATA_EVERY
 
     def due(self, now: float, last: float, running: bool) -> bool:
         """Whether a periodic commit starts now, the last one having started at ``last``."""
@@ -50,12 +64,17 @@ class Committer:
         self.last = now
         return True
 
-    async def commit(self) -> dict[TopicPartitionKey, int]:
+    async def commit(self, periodic: bool = False) -> dict[TopicPartitionKey, int]:
         """Commit every partition whose commit changed, with its metadata; return the positions the
-        broker accepted."""
+        broker accepted. ``periodic``: the ticker's commit, throttled per partition (see the module)."""
         if self._source.rebalancing:
             return {}
-        plan = self._tracker.commit_plan()
+        if periodic:
+            plan = self._tracker.commit_plan(
+                now=time.monotonic(), metadata_every_s=self.policy.metadata_interval_s
+            )
+        else:
+            plan = self._tracker.commit_plan()
         if not plan:
             return {}
         positions = {tp: planned.position for tp, planned in plan.items()}

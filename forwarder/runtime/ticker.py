@@ -69,7 +69,7 @@ class Ticker:
         dispatcher.dispatch_due()
         self._pump.apply_flow()
         if self._committer.due(now):
-            supervisor.spawn(self._committer.commit(), name="commit")
+            supervisor.spawn(self._committer.commit(periodic=True), name="commit")
         if self._hooks is not None:
             hooks, view = self._hooks
             hooks.progress(view)

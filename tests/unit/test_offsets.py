@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forwarder import offsets
 from forwarder.commit_metadata import FinishedOffsets, decode, encode
-from forwarder.offsets import OffsetTracker, PartitionOffsets
+from forwarder.offsets import OffsetTracker, PartitionOffsets, PlannedCommit
 
 
 def test_position_is_the_lowest_unfinished_offset() -> None:
@@ -268,3 +270,91 @@ def test_the_finished_set_above_the_position_is_exactly_what_finished_behind_it(
         assert pos is not None
         assert part.finished_above() == FinishedOffsets.of(x for x in done if x > pos)
         assert pos == min((x for x in offsets if x not in done), default=offsets[-1] + 1)
+
+
+def test_a_throttled_plan_rebuilds_a_finished_set_once_an_interval_never_holds_a_plain_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(offsets, "HOLD_ABOVE", 0)  # every non-empty set counts as large
+    tracker = OffsetTracker()
+    busy = tracker.assign(("t", 0))  # finished offsets above its position: metadata to build
+    plain = tracker.assign(("t", 1))  # all finished in order: metadata "", never throttled
+    for offset in range(10):
+        busy.track(offset)
+        plain.track(offset)
+    for offset in (0, 2, 3):
+        busy.finish(offset)
+    plain.finish(0)
+    first = tracker.commit_plan(now=100.0, metadata_every_s=1.0)
+    assert {tp: (p.position, p.metadata != "") for tp, p in first.items()} == {
+        ("t", 0): (1, True),
+        ("t", 1): (1, False),
+    }
+    tracker.mark_committed_plan(first)
+    busy.finish(1)  # the position moves to 4, with 2 and 3 no longer above it
+    busy.finish(5)
+    plain.finish(1)
+    early = tracker.commit_plan(now=100.5, metadata_every_s=1.0)
+    assert list(early) == [("t", 1)], "the busy partition waits; the plain one moves"
+    assert busy.has_finished_above, "5 is above 4"
+    assert busy.metadata_built_at == 100.0, "held, not rebuilt"
+    assert tracker.commit_plan()[("t", 0)].position == 4, "unthrottled (final commit): planned at once"
+    due = tracker.commit_plan(now=101.0, metadata_every_s=1.0)
+    assert due[("t", 0)].position == 4
+    assert due[("t", 0)].metadata is not None
+    assert decode(due[("t", 0)].metadata, 4) == FinishedOffsets.of([5])
+    busy.finish(4)
+    busy.finish(6)  # 4, 5, 6 finished: nothing above 7, so no set to build: not throttled
+    assert not busy.has_finished_above
+    assert tracker.commit_plan(now=101.1, metadata_every_s=1.0)[("t", 0)] == (7, (7, 0), "", 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=399), st.booleans()), max_size=600))
+def test_a_throttled_plan_never_passes_an_unfinished_offset_and_lists_only_finished_ones(
+    steps: list[tuple[int, bool]],
+) -> None:
+    tracker = OffsetTracker()
+    assert offsets.HOLD_ABOVE < 300, "some plans below are held"
+    part = tracker.assign(("t", 0))
+    for offset in range(400):
+        part.track(offset)
+    done: set[int] = set()
+    now = 0.0
+    for offset, commit in steps:
+        if offset not in done:
+            part.finish(offset)
+            done.add(offset)
+        now += 0.2
+        if commit:
+            for planned in tracker.commit_plan(now=now, metadata_every_s=1.0).values():
+                assert all(o in done for o in range(planned.position)), "never past an unfinished one"
+                listed = decode(planned.metadata or "", planned.position)
+                assert set(listed) <= done
+                assert min(listed, default=planned.position + 1) > planned.position
+
+
+def test_a_small_finished_set_is_never_held_and_a_large_one_once_an_interval() -> None:
+    tracker = OffsetTracker()
+    part = tracker.assign(("t", 0))
+    small = offsets.HOLD_ABOVE
+    for offset in range(small + 10):
+        part.track(offset)
+
+    def plan(now: float) -> dict[tuple[str, int], PlannedCommit]:
+        out = tracker.commit_plan(now=now, metadata_every_s=1.0)
+        tracker.mark_committed_plan(out)
+        return out
+
+    for offset in range(2, small + 1):  # small - 1 finished behind 0 and 1
+        part.finish(offset)
+    assert plan(10.0)[("t", 0)].finished == small - 1
+    part.finish(small + 1)
+    assert plan(10.1)[("t", 0)].finished == small, "small: planned again at once"
+    part.finish(small + 2)
+    assert plan(10.2)[("t", 0)].finished == small + 1, "large, never built before: planned"
+    part.finish(small + 3)
+    assert plan(10.4) == {}, "large, built 0.2 s ago: held"
+    part.finish(0)
+    part.finish(1)
+    assert plan(10.6)[("t", 0)] == (small + 4, (small + 4, 0), "", 0), "nothing above: never held"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from forwarder import offsets
 from forwarder.consume import RebalanceHandler
 from forwarder.metrics import Metrics
 from forwarder.offsets import OffsetTracker
@@ -65,5 +68,31 @@ def test_a_rejected_message_holds_the_commit_until_its_dead_letter_copy_is_ackno
         assert message.value() == BAD
         assert (reason.stage, reason.error_class, reason.attempts) == (Stage.DECODE, "NotJson", 0)
         assert h.exit_code == 0
+
+    asyncio.run(run())
+
+
+def test_periodic_commits_rebuild_a_finished_set_once_an_interval_the_final_one_always(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(offsets, "HOLD_ABOVE", 0)  # every non-empty set counts as large
+
+    async def run() -> None:
+        source = FakeSource(RebalanceHandler())
+        await source.assign([TP])
+        tracker = OffsetTracker()
+        state = tracker.assign(TP)
+        committer = Committer(source, tracker, Metrics(), CommitPolicy(3600.0))  # metadata: 5 hours
+        for offset in range(10):
+            state.track(offset)
+        for offset in (0, 2):
+            state.finish(offset)
+        assert await committer.commit(periodic=True) == {TP: 1}, "the first build is not held"
+        state.finish(1)
+        state.finish(4)
+        assert await committer.commit(periodic=True) == {}, "held: the last commit and its metadata stay"
+        assert await committer.commit() == {TP: 3}, "the final commit is never held"
+        assert source.commit_log[-1][TP][0] == 3
+        assert source.commit_log[-1][TP][1] != "", "with the finished set above it (4)"
 
     asyncio.run(run())
